@@ -1,0 +1,87 @@
+"""Views for tests and rehearsals under /_emulator/, outside the AWS paths: counters, the
+ordered log of applied updates, full case state, and live changes to quotas and faults.
+
+No auth (loopback tool). Reads and writes the Emulator object, nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bulkupdate.emulator.config import parse_quota
+from bulkupdate.emulator.faults import FaultConfig
+
+if TYPE_CHECKING:
+    from bulkupdate.emulator.server import Emulator
+
+PREFIX = "/_emulator"
+
+
+def counters(emulator: Emulator) -> dict[str, Any]:
+    accepted = emulator.counters["UpdateCase"]["ok"]
+    span_s = None
+    if emulator.first_accept_s is not None and emulator.last_accept_s is not None:
+        span_s = emulator.last_accept_s - emulator.first_accept_s
+    return {
+        "operations": {op: dict(outcomes) for op, outcomes in sorted(emulator.counters.items())},
+        "update_case": {"accepted": accepted, "first_to_last_accept_s": span_s},
+    }
+
+
+def case_state(emulator: Emulator) -> dict[str, Any]:
+    service = emulator.service
+    return {
+        domain.domain_id: {
+            case.case_id: {
+                field_id: value
+                for field_id in [*case.values, "created_datetime", "last_updated_datetime"]
+                if (value := service.case_value(case, field_id)) is not None
+            }
+            for case in domain.cases.values()
+        }
+        for domain in service.domains.values()
+    }
+
+
+def add_routes(app: web.Application, emulator: Emulator) -> None:
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "url": emulator.url})
+
+    async def get_counters(_: web.Request) -> web.Response:
+        return web.json_response(counters(emulator))
+
+    async def get_updates(request: web.Request) -> web.Response:
+        after = int(request.query.get("after", "0"))
+        return web.json_response({"updates": emulator.service.updates[after:]})
+
+    async def get_state(_: web.Request) -> web.Response:
+        return web.json_response({"domains": case_state(emulator)})
+
+    async def reset(_: web.Request) -> web.Response:
+        emulator.reset_counters()
+        return web.json_response({"ok": True})
+
+    async def configure(request: web.Request) -> web.Response:
+        """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields}}."""
+        try:
+            change = await request.json()
+            for operation, spec in (change.get("quotas") or {}).items():
+                emulator.set_quota(*parse_quota(f"{operation}={spec or 'none'}"))
+            if "faults" in change:
+                options = dict(change["faults"])
+                if "operations" in options:
+                    options["operations"] = frozenset(options["operations"])
+                emulator.set_faults(dataclasses.replace(FaultConfig(), **options))
+        except (ValueError, TypeError) as error:
+            return web.json_response({"message": str(error)}, status=400)
+        return web.json_response({"ok": True})
+
+    app.router.add_get(f"{PREFIX}/health", health)
+    app.router.add_get(f"{PREFIX}/counters", get_counters)
+    app.router.add_get(f"{PREFIX}/updates", get_updates)
+    app.router.add_get(f"{PREFIX}/state", get_state)
+    app.router.add_post(f"{PREFIX}/reset", reset)
+    app.router.add_post(f"{PREFIX}/config", configure)

@@ -1,0 +1,89 @@
+"""Faults on demand: which injected failure (if any) a request meets, and how long it takes.
+
+Pure: decisions come from an injected random generator; the server does the sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Fault(Enum):
+    NONE = "none"
+    INTERNAL_ERROR = "internal_error"  # 500 InternalServerException with Retry-After
+    DROP_BEFORE_APPLY = "drop_before_apply"  # connection closed, request not applied
+    DROP_AFTER_APPLY = "drop_after_apply"  # applied, then the connection closed: no reply
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """Probabilities are per request to an affected operation, each in [0, 1]."""
+
+    internal_error_probability: float = 0.0
+    retry_after_s: int = 1
+    drop_probability: float = 0.0
+    drop_after_apply_probability: float = 0.0
+    slow_probability: float = 0.0
+    slow_s: float = 5.0
+    # Service time: a log-normal fitted to a median and a 99th percentile (0 = instant).
+    latency_median_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    # UpdateCase answers AccessDeniedException once this many UpdateCase calls were received.
+    access_denied_after_calls: int | None = None
+    operations: frozenset[str] = field(default_factory=lambda: frozenset({"UpdateCase"}))
+
+    def __post_init__(self) -> None:
+        exclusive = (
+            self.internal_error_probability,
+            self.drop_probability,
+            self.drop_after_apply_probability,
+        )
+        if not all(0.0 <= p <= 1.0 for p in (*exclusive, self.slow_probability)):
+            raise ValueError("fault probabilities must be between 0 and 1")
+        if sum(exclusive) > 1.0:
+            raise ValueError("error and drop probabilities must add up to at most 1")
+        if self.latency_p99_ms and self.latency_p99_ms < self.latency_median_ms:
+            raise ValueError("latency_p99_ms must be at least latency_median_ms")
+
+
+_Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+
+
+class FaultInjector:
+    __slots__ = ("_random", "_sigma", "config")
+
+    def __init__(self, config: FaultConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._random = rng or random.Random()
+        median, p99 = config.latency_median_ms, config.latency_p99_ms
+        self._sigma = math.log(p99 / median) / _Z99 if median > 0 and p99 > median else 0.0
+
+    def affects(self, operation: str) -> bool:
+        return operation in self.config.operations
+
+    def choose(self) -> Fault:
+        config, draw = self.config, self._random.random()
+        for fault, probability in (
+            (Fault.INTERNAL_ERROR, config.internal_error_probability),
+            (Fault.DROP_BEFORE_APPLY, config.drop_probability),
+            (Fault.DROP_AFTER_APPLY, config.drop_after_apply_probability),
+        ):
+            if draw < probability:
+                return fault
+            draw -= probability
+        return Fault.NONE
+
+    def delay_s(self) -> float:
+        """Service time of one request: the latency draw plus, sometimes, a slow response."""
+        config = self.config
+        delay_s = 0.0
+        if config.latency_median_ms > 0:
+            delay_s = config.latency_median_ms / 1000.0
+            if self._sigma:
+                delay_s *= math.exp(self._random.gauss(0.0, self._sigma))
+        if config.slow_probability and self._random.random() < config.slow_probability:
+            delay_s += config.slow_s
+        return delay_s

@@ -1,0 +1,279 @@
+"""The emulator on the wire: routes REST-JSON requests to operations, enforces auth, quotas and
+injected faults, and answers with AWS's exact error format. Also the in-process runner.
+
+No business rules here: `service` owns them, `shapes` validates, `admin` serves test views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from bulkupdate.aws.model import service_model
+from bulkupdate.emulator import admin, persist, seed
+from bulkupdate.emulator.config import EmulatorConfig
+from bulkupdate.emulator.errors import (
+    AccessDeniedError,
+    InternalServerError,
+    SerializationError,
+    ServiceError,
+    ThrottlingError,
+    UnknownOperationError,
+)
+from bulkupdate.emulator.faults import Fault, FaultConfig, FaultInjector
+from bulkupdate.emulator.quotas import Quota, QuotaTable
+from bulkupdate.emulator.service import OPERATIONS, CasesService
+from bulkupdate.emulator.shapes import RequestValidator
+from bulkupdate.emulator.sigv4 import check_service, verify
+
+log = logging.getLogger(__name__)
+_JSON = "application/json"
+
+
+class _Route:
+    """How one operation is addressed: method, path template and query-string members."""
+
+    __slots__ = ("method", "operation", "params", "pattern", "query")
+
+    def __init__(self, model: dict[str, Any], operation: str) -> None:
+        spec = model["operations"][operation]
+        uri = spec["http"]["requestUri"]
+        self.operation = operation
+        self.method = spec["http"]["method"]
+        self.params = re.findall(r"{(\w+)}", uri)
+        self.pattern = re.compile("^" + re.sub(r"{(\w+)}", r"([^/]+)", uri) + "$")
+        members = model["shapes"][spec["input"]["shape"]]["members"]
+        # member -> (query key, shape type) for members carried in the query string
+        self.query = {
+            name: (member["locationName"], model["shapes"][member["shape"]]["type"])
+            for name, member in members.items()
+            if member.get("location") == "querystring"
+        }
+
+    def query_params(self, query: MultiMapping[str]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for name, (key, kind) in self.query.items():
+            if key not in query:
+                continue
+            if kind == "list":
+                params[name] = query.getall(key)
+            elif kind == "integer":
+                try:
+                    params[name] = int(query[key])
+                except ValueError:
+                    raise SerializationError(f"Query parameter {key} must be an integer.") from None
+            else:
+                params[name] = query[key]
+        return params
+
+
+class Emulator:
+    """One emulated account: the service state plus everything that sits in front of it."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        model = service_model()
+        self.config = config
+        self.url = ""
+        self.service = CasesService(
+            wall_s=time.time,
+            datetime_encoding=config.datetime_encoding,
+            region=config.region,
+            account_id=config.account_id,
+        )
+        self.validator = RequestValidator(model)
+        self.routes = [_Route(model, name) for name in OPERATIONS]
+        self.quotas = QuotaTable(config.quotas, time.monotonic())
+        self.faults = FaultInjector(config.faults)
+        # counters[operation][outcome]: outcome is "ok", an error code, or "dropped".
+        self.counters: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.update_calls = 0  # UpdateCase requests that passed auth, for access revocation
+        self.first_accept_s: float | None = None  # monotonic times of accepted UpdateCase calls
+        self.last_accept_s: float | None = None
+        if config.state_path is not None and config.state_path.exists():
+            persist.load(self.service, config.state_path)
+        else:
+            seed.apply(self.service, config.seed_path, config.demo_cases)
+
+    def set_quota(self, operation: str, quota: Quota | None) -> None:
+        limits = dict(self.quotas.limits)
+        limits[operation] = quota
+        self.quotas = QuotaTable(limits, time.monotonic())
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        self.faults = FaultInjector(faults)
+        self.update_calls = 0
+
+    def reset_counters(self) -> None:
+        self.counters.clear()
+        self.first_accept_s = self.last_accept_s = None
+
+    def _route(self, request: web.Request) -> tuple[str, dict[str, Any]]:
+        path = request.raw_path.partition("?")[0]
+        for route in self.routes:
+            if route.method != request.method:
+                continue
+            match = route.pattern.match(path)
+            if match:
+                params = route.query_params(request.query) if route.query else {}
+                for name, value in zip(route.params, match.groups(), strict=True):
+                    params[name] = unquote(value)
+                return route.operation, params
+        raise UnknownOperationError(f"No operation matches {request.method} {request.path}")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        operation = "Unknown"
+        try:
+            body = await request.read()
+            self._authenticate(request, body)
+            operation, path_params = self._route(request)
+            return await self._call(request, operation, path_params, body)
+        except ServiceError as error:
+            self.counters[operation][error.code] += 1
+            return _error_response(error)
+        except Exception:
+            log.exception("emulator failure in %s", operation)
+            self.counters[operation]["InternalServerException"] += 1
+            return _error_response(InternalServerError())
+
+    def _authenticate(self, request: web.Request, body: bytes) -> None:
+        headers = request.headers
+        if not self.config.verify_signatures:
+            check_service(headers.get("Authorization"))
+            return
+        path, _, query = request.raw_path.partition("?")
+        verify(
+            method=request.method,
+            raw_path=path,
+            query=query,
+            headers=headers,
+            get_all=headers.getall,
+            body=body,
+            secrets=self.config.credentials,
+            now_s=time.time(),
+        )
+
+    async def _call(
+        self, request: web.Request, operation: str, path_params: dict[str, Any], body: bytes
+    ) -> web.StreamResponse:
+        if not self.quotas.admit(operation, time.monotonic()):
+            raise ThrottlingError()
+        fault = Fault.NONE
+        if self.faults.affects(operation):
+            fault = await self._inject(operation)
+        if fault is Fault.DROP_BEFORE_APPLY:
+            return self._drop(request, operation)
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError:
+            raise SerializationError("The request body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise SerializationError("The request body must be a JSON object.")
+        params.update(path_params)
+        self.validator.validate(operation, params)
+        result = OPERATIONS[operation](self.service, params)
+        if operation == "UpdateCase":
+            now_s = time.monotonic()
+            if self.first_accept_s is None:
+                self.first_accept_s = now_s
+            self.last_accept_s = now_s
+        if fault is Fault.DROP_AFTER_APPLY:
+            return self._drop(request, operation)
+        self.counters[operation]["ok"] += 1
+        return web.Response(
+            body=json.dumps(result).encode(),
+            content_type=_JSON,
+            headers={"x-amzn-RequestId": str(uuid.uuid4())},
+        )
+
+    async def _inject(self, operation: str) -> Fault:
+        if operation == "UpdateCase":
+            self.update_calls += 1
+            limit = self.faults.config.access_denied_after_calls
+            if limit is not None and self.update_calls > limit:
+                raise AccessDeniedError(
+                    "User is not authorized to perform: cases:UpdateCase (permission revoked)"
+                )
+        delay_s = self.faults.delay_s()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        fault = self.faults.choose()
+        if fault is Fault.INTERNAL_ERROR:
+            raise InternalServerError(retry_after_s=self.faults.config.retry_after_s)
+        return fault
+
+    def _drop(self, request: web.Request, operation: str) -> web.StreamResponse:
+        self.counters[operation]["dropped"] += 1
+        if request.transport is not None:
+            request.transport.abort()
+        # Nothing reaches the client: the transport is gone before aiohttp can write this.
+        return web.Response(status=500)
+
+
+def _error_response(error: ServiceError) -> web.Response:
+    headers = {
+        "x-amzn-RequestId": str(uuid.uuid4()),
+        "x-amzn-ErrorType": error.code,
+        **error.headers(),
+    }
+    return web.Response(
+        status=error.status,
+        body=json.dumps(error.body()).encode(),
+        content_type=_JSON,
+        headers=headers,
+    )
+
+
+def build_app(emulator: Emulator) -> web.Application:
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    admin.add_routes(app, emulator)
+    app.router.add_route("*", "/{tail:.*}", emulator.handle)
+    return app
+
+
+@asynccontextmanager
+async def running_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Emulator]:
+    """Serve an emulator on config.host:config.port until the block exits; yields it (`.url`)."""
+    emulator = Emulator(config or EmulatorConfig(port=0))
+    runner = web.AppRunner(build_app(emulator), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, emulator.config.host, emulator.config.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    emulator.url = f"http://{host}:{port}"
+    snapshots = None
+    if emulator.config.state_path is not None:
+        snapshots = asyncio.create_task(_snapshot_loop(emulator))
+    try:
+        yield emulator
+    finally:
+        if snapshots is not None:
+            snapshots.cancel()
+            with suppress(asyncio.CancelledError):
+                await snapshots
+        await runner.cleanup()
+        if emulator.config.state_path is not None:
+            persist.save(emulator.service, emulator.config.state_path)
+
+
+async def _snapshot_loop(emulator: Emulator) -> None:
+    assert emulator.config.state_path is not None
+    saved_at = -1
+    while True:
+        await asyncio.sleep(emulator.config.snapshot_interval_s)
+        # Any successful call may have changed state; reads cost a rewrite, which is fine here.
+        served = sum(outcomes["ok"] for outcomes in emulator.counters.values())
+        if served != saved_at:
+            persist.save(emulator.service, emulator.config.state_path)
+            saved_at = served
