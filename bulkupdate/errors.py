@@ -2,12 +2,15 @@
 
     BulkUpdateError
     ├── ConfigError          bad flag, job file key or environment variable (exit 2)
-    └── InputError           bad input file content: names the file, line and column or key (exit 2)
+    ├── InputError           bad input file content: names the file, line and column or key (exit 2)
+    └── CallError            a Connect Cases call failed; `kind` says what the engine does next
 
 Pure: no I/O.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class BulkUpdateError(Exception):
@@ -42,3 +45,28 @@ class InputError(BulkUpdateError):
         self.line = line
         self.column = column
         self.message = message
+
+
+class ErrorKind(StrEnum):
+    """What a failed call means for the row and the run (classified at the AWS edge)."""
+
+    THROTTLED = "throttled"  # retried until it succeeds or the run stops; slows the pace
+    TRANSIENT = "transient"  # 5xx, timeouts, dropped connections: retried up to max attempts
+    ROW = "row"  # the row itself is wrong (validation, unknown case): it fails alone
+    SYSTEMIC = "systemic"  # access denied, unknown domain, bad credentials: stop the run
+
+
+class CallError(BulkUpdateError):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        code: str,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s

@@ -47,3 +47,32 @@ class Field:
     namespace: str = "Custom"  # "System" or "Custom"
     is_multiline: bool | None = None  # Text only; None when the service did not say
     options: tuple[FieldOption, ...] = field(default=())
+
+
+class RowStatus(StrEnum):
+    DONE = "done"  # the service acknowledged the update
+    FAILED = "failed"  # permanently failed; goes to the failures file
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final word on one input record. A record's byte offset is its identity in a job."""
+
+    offset: int  # byte offset of the record in the (uncompressed) input
+    line: int  # 1-based line where the record starts
+    case_id: str
+    status: RowStatus
+    error_code: str | None = (
+        None  # e.g. "invalid_number", "ValidationException", "retries_exhausted"
+    )
+    error_message: str | None = None
+    raw: bytes | None = None  # the record's original bytes, kept for failed rows only
+    attempts: int = 0  # UpdateCase calls made for this row (0 if rejected locally)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where the next run starts reading: every record before `offset` is resolved."""
+
+    offset: int = 0
+    line: int = 1

@@ -21,7 +21,8 @@ PREFIX = "/_emulator"
 
 
 def counters(emulator: Emulator) -> dict[str, Any]:
-    accepted = emulator.counters["UpdateCase"]["ok"]
+    update_case = emulator.counters.get("UpdateCase")
+    accepted = update_case["ok"] if update_case else 0
     span_s = None
     if emulator.first_accept_s is not None and emulator.last_accept_s is not None:
         span_s = emulator.last_accept_s - emulator.first_accept_s
@@ -54,7 +55,10 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         return web.json_response(counters(emulator))
 
     async def get_updates(request: web.Request) -> web.Response:
-        after = int(request.query.get("after", "0"))
+        text = request.query.get("after", "0")
+        if not text.isdigit():
+            return web.json_response({"message": "after must be a whole number"}, status=400)
+        after = int(text)
         return web.json_response({"updates": emulator.service.updates[after:]})
 
     async def get_state(_: web.Request) -> web.Response:
@@ -66,17 +70,27 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
 
     async def configure(request: web.Request) -> web.Response:
         """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields}}."""
+        # Parse everything first: a refused change must change nothing.
         try:
             change = await request.json()
-            for operation, spec in (change.get("quotas") or {}).items():
-                emulator.set_quota(*parse_quota(f"{operation}={spec or 'none'}"))
+            if not isinstance(change, dict):
+                raise TypeError("the body must be a JSON object")
+            quotas = [
+                parse_quota(f"{operation}={spec or 'none'}")
+                for operation, spec in (change.get("quotas") or {}).items()
+            ]
+            faults = None
             if "faults" in change:
                 options = dict(change["faults"])
                 if "operations" in options:
                     options["operations"] = frozenset(options["operations"])
-                emulator.set_faults(dataclasses.replace(FaultConfig(), **options))
-        except (ValueError, TypeError) as error:
+                faults = dataclasses.replace(FaultConfig(), **options)
+        except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"message": str(error)}, status=400)
+        for operation, quota in quotas:
+            emulator.set_quota(operation, quota)
+        if faults is not None:
+            emulator.set_faults(faults)
         return web.json_response({"ok": True})
 
     app.router.add_get(f"{PREFIX}/health", health)

@@ -162,9 +162,20 @@ async def serve(config: EmulatorConfig) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
+        if config.seed_path is not None and not config.seed_path.is_file():
+            raise ValueError(f"--seed: no such file: {config.seed_path}")
+        if config.state_path is not None and not config.state_path.parent.is_dir():
+            raise ValueError(f"--state-file: no such directory: {config.state_path.parent}")
     except ValueError as error:
         print(f"bulkupdate emulator: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except OSError as error:  # e.g. the port is taken
+        print(f"bulkupdate emulator: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as error:  # a seed or state file the emulator cannot use
+        print(f"bulkupdate emulator: bad seed or state file: {error!r}", file=sys.stderr)
+        return 2
     return 0

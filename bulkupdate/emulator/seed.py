@@ -86,6 +86,7 @@ def load_document(service: CasesService, document: dict[str, Any]) -> None:
                 is_multiline=bool(raw_field.get("multiline", False)),
             )
             for option in raw_field.get("options", ()):
+                option = {"active": True, **option}
                 service.batch_put_field_options(
                     {"domainId": domain.domain_id, "fieldId": record.field_id, "options": [option]}
                 )

@@ -176,6 +176,7 @@ class CasesService:
         missing = [f for f in template.required_fields if f not in given]
         if missing:
             raise ValidationError(f"Required fields are missing: {', '.join(missing)}")
+        checked = {k: v for k, v in checked.items() if "emptyValue" not in v}
         now_s = self.wall_s()
         case_id = case_id or str(uuid.uuid4())
         checked.setdefault("status", {"stringValue": "open"})
