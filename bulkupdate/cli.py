@@ -6,10 +6,101 @@ Wires things together; owns no behaviour of its own.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tomllib
 from collections.abc import Sequence
+from typing import Any
+
+import anyio
 
 from bulkupdate import __version__
+from bulkupdate.config import RunConfig, resolve
 from bulkupdate.emulator import cli as emulator_cli
+from bulkupdate.errors import BulkUpdateError, ConfigError
+from bulkupdate.exits import EXIT_USAGE
+
+# Flags of `run` that map one-to-one onto RunConfig settings (dest -> setting).
+RUN_FLAGS = (
+    "input",
+    "domain_id",
+    "endpoint_url",
+    "region",
+    "profile",
+    "checkpoint",
+    "failures",
+    "summary",
+    "rate",
+    "burst",
+    "concurrency",
+    "max_attempts",
+    "case_id_column",
+    "blank",
+    "performed_by",
+    "format",
+    "delimiter",
+    "datetime_encoding",
+    "grace_period",
+    "dry_run",
+    "restart",
+)
+
+
+def add_run_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="apply a CSV/JSONL file to Connect Cases with UpdateCase",
+        description="Apply every row of a CSV or JSONL file to an Amazon Connect Cases domain "
+        "with UpdateCase, paced under the account's quota, resumable after anything. "
+        "Precedence: flags > BULKUPDATE_* environment > job file > defaults.",
+    )
+    parser.add_argument("job", nargs="?", metavar="JOB.toml", help="job file (TOML)")
+    parser.add_argument("--input", help="CSV or JSONL file, .gz, or - for stdin")
+    parser.add_argument("--domain-id")
+    aws = parser.add_argument_group("AWS (standard configuration applies otherwise)")
+    aws.add_argument("--endpoint-url", help="Connect Cases endpoint only")
+    aws.add_argument("--region")
+    aws.add_argument("--profile")
+    files = parser.add_argument_group("files (derived from the input's name by default)")
+    files.add_argument("--checkpoint", help="SQLite checkpoint (default INPUT.checkpoint.sqlite)")
+    files.add_argument("--failures", help="failures file (default INPUT.failures.csv|jsonl)")
+    files.add_argument("--summary", help="write a JSON summary here")
+    pacing = parser.add_argument_group("pacing")
+    pacing.add_argument("--rate", type=float, help="UpdateCase calls/s ceiling (default 2)")
+    pacing.add_argument("--burst", type=int, help="burst (default 2)")
+    pacing.add_argument("--concurrency", type=int, help="calls in flight at most (default 16)")
+    pacing.add_argument("--max-attempts", type=int, help="per row for 5xx/timeouts (default 8)")
+    pacing.add_argument("--grace-period", type=float, help="seconds to drain on SIGTERM (10)")
+    data = parser.add_argument_group("input")
+    data.add_argument("--case-id-column", help="column with the case id (default case_id)")
+    data.add_argument("--blank", choices=["skip", "clear"], help="blank cells (default skip)")
+    data.add_argument("--performed-by", metavar="ARN", help="performedBy user ARN")
+    data.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
+    data.add_argument("--delimiter", help="CSV delimiter (default ,)")
+    data.add_argument(
+        "--datetime-encoding",
+        choices=["auto", "iso8601", "epoch-millis"],
+        help="DateTime wire encoding (default auto: detected with GetCase)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", default=None, help="validate only; send nothing"
+    )
+    parser.add_argument(
+        "--restart", action="store_true", default=None, help="discard the checkpoint"
+    )
+    parser.add_argument("--log-format", choices=["json", "console"])
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_command)
+
+
+def add_status_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "status", help="what a job's runs did and what is left", description="Show a checkpoint."
+    )
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=status_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,11 +110,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(commands)
+    add_status_parser(commands)
     emulator_cli.add_parser(commands)
     return parser
+
+
+def load_config(args: argparse.Namespace) -> RunConfig:
+    job: dict[str, Any] | None = None
+    if args.job:
+        try:
+            with open(args.job, "rb") as handle:
+                job = tomllib.load(handle)
+        except OSError as error:
+            raise ConfigError(args.job, f"cannot read the job file: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(args.job, f"not valid TOML: {error}") from None
+    flags = {name: getattr(args, name) for name in RUN_FLAGS}
+    return resolve(job=job, job_path=args.job, env=os.environ, flags=flags)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from bulkupdate import job, logs
+    from bulkupdate.progress import ProgressSink
+
+    logs.configure(fmt=args.log_format, level=args.log_level)
+    try:
+        config = load_config(args)
+        bar = False if args.no_progress else None
+        result: int = anyio.run(lambda: job.run(config, progress=ProgressSink(bar=bar)))
+        return result
+    except BulkUpdateError as error:
+        print(f"bulkupdate: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from bulkupdate.status import show
+
+    try:
+        text = anyio.run(show, args.checkpoint, args.json)
+    except BulkUpdateError as error:
+        print(f"bulkupdate: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
     return result
+
+
+__all__ = ["main"]

@@ -1,0 +1,62 @@
+"""`bulkupdate run --dry-run`: validate every row against the domain's schema, write the
+failures file the run would write, estimate the run time, and send no update.
+
+Reads the domain (ListFields, ListFieldOptions, GetCase); never calls UpdateCase or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+
+from bulkupdate.aws.client import open_cases
+from bulkupdate.errors import CallError
+from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
+from bulkupdate.models import Outcome
+from bulkupdate.report import write_failures
+from bulkupdate.rows import Row, prepare
+from bulkupdate.startup import Job, open_input, peek
+
+log = structlog.get_logger("bulkupdate")
+
+
+async def dry_run(job: Job) -> int:
+    config = job.config
+    _, source = open_input(config)
+    failed: list[Outcome] = []
+    to_send = unchanged = 0
+    with source:
+        head, records = peek(iter(source))
+        async with open_cases(
+            domain_id=config.domain_id,
+            endpoint_url=config.endpoint_url,
+            region=config.region,
+            profile=config.profile,
+        ) as api:
+            try:
+                schema = await job.schema(api, source, head)
+            except CallError as error:
+                log.error("dry_run_aborted", code=error.code, message=error.message)
+                return EXIT_ABORTED
+        columns = job.columns(schema, source)
+        for record in records:
+            item = prepare(record, columns)
+            if isinstance(item, Row):
+                if item.fields:
+                    to_send += 1
+                else:
+                    unchanged += 1
+            else:
+                failed.append(item)
+    write_failures(
+        config.failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
+    )
+    estimate_s = max(0.0, to_send - config.burst) / config.rate
+    print(
+        f"dry run: {to_send} rows to send, {len(failed)} would fail (see {config.failures}), "
+        f"{unchanged} with nothing to change; about {estimate_s / 60:.1f} min at "
+        f"{config.rate}/s burst {config.burst}. Nothing was sent.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED_ROWS if failed else EXIT_OK

@@ -1,0 +1,313 @@
+"""The run: records flow from the source through per-case lanes to a pool of workers that pass
+the shared rate gate, call UpdateCase and resolve each row; outcomes reach the checkpoint in
+ordered batches. Stops cleanly on interrupt or on a systemic error.
+
+Orchestration only: never imports aiobotocore; time and sleep come from the injected Clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from bulkupdate.cases import CasesApi
+from bulkupdate.checkpoint import CheckpointStore
+from bulkupdate.clock import Clock
+from bulkupdate.errors import CallError, ErrorKind
+from bulkupdate.gate import RateGate
+from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.ordering import CaseLanes, Frontier
+from bulkupdate.retry import GiveUp, RetryPolicy
+from bulkupdate.rows import Row, prepare
+from bulkupdate.schema import ColumnMap
+from bulkupdate.sources import Record
+from bulkupdate.stats import RunStats
+
+READ_CHUNK = 256  # records parsed per trip to the reader thread
+
+
+class RunEnd(StrEnum):
+    FINISHED = "finished"  # the input is exhausted and every row resolved
+    INTERRUPTED = "interrupted"  # SIGTERM/SIGINT: unfinished rows stay pending
+    ABORTED = "aborted"  # a systemic error: unfinished rows stay pending
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    concurrency: int
+    rate_per_s: float
+    burst: int
+    max_attempts: int
+    grace_period_s: float
+    flush_interval_s: float
+    performed_by: dict[str, str] | None = None
+    max_pending_rows: int = 0  # read-ahead cap; 0 = derived from concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    end: RunEnd
+    stats: RunStats
+    elapsed_s: float
+    resume_point: ResumePoint
+    abort: CallError | None = None
+
+
+Progress = Callable[[str, Mapping[str, Any]], None]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        api: CasesApi,
+        store: CheckpointStore,
+        clock: Clock,
+        columns: ColumnMap,
+        records: Iterator[Record],
+        resume_point: ResumePoint,
+        resolved_offsets: frozenset[int] = frozenset(),
+        on_event: Progress | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._api = api
+        self._store = store
+        self._clock = clock
+        self._columns = columns
+        self._records = records
+        self._resolved_before = resolved_offsets
+        self._on_event = on_event or (lambda event, data: None)
+        self._random = rng or random.Random()
+        self._policy = RetryPolicy(max_attempts=settings.max_attempts)
+        self.gate = RateGate(settings.rate_per_s, settings.burst, clock)
+        self.stats = RunStats()
+        self._lanes: CaseLanes[Row] = CaseLanes()
+        self._frontier = Frontier(resume_point)
+        self._batch: list[Outcome] = []
+        self._flush_lock = anyio.Lock()
+        self._room = anyio.Event()
+        self._max_pending = settings.max_pending_rows or max(1000, 64 * settings.concurrency)
+        self._end = RunEnd.FINISHED
+        self._abort: CallError | None = None
+        self._stopping = False
+        self._calls: set[anyio.CancelScope] = set()
+        self._work: anyio.CancelScope | None = None
+        self._outer: TaskGroup | None = None
+
+    # -- control -------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def grace_period_s(self) -> float:
+        return self._settings.grace_period_s
+
+    def request_stop(self, end: RunEnd = RunEnd.INTERRUPTED) -> None:
+        """Stop reading and dispatching now; calls in flight get the grace period to finish."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._end = end
+        if self._work is not None:
+            self._work.cancel()
+        if self._outer is not None:
+            self._outer.start_soon(self._grace_timer)
+
+    def force_stop(self) -> None:
+        """Second signal: abandon calls in flight as well (their rows stay pending)."""
+        self.request_stop()
+        for scope in list(self._calls):
+            scope.cancel()
+
+    async def _grace_timer(self) -> None:
+        await self._clock.sleep(self._settings.grace_period_s)
+        for scope in list(self._calls):
+            scope.cancel()
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        started_s = self._clock.now_s()
+        async with anyio.create_task_group() as outer:
+            self._outer = outer
+            outer.start_soon(self._flush_every_interval)
+            with anyio.CancelScope() as work:
+                self._work = work
+                if self._stopping:
+                    work.cancel()
+                send, receive = anyio.create_memory_object_stream[Row](self._settings.concurrency)
+                async with anyio.create_task_group() as workers:
+                    workers.start_soon(self._read, send)
+                    for _ in range(self._settings.concurrency):
+                        workers.start_soon(self._worker, receive.clone())
+                    receive.close()
+            outer.cancel_scope.cancel()
+        self._lanes.drain()  # parked rows stay unresolved: pending for the next run
+        await self._flush()
+        return RunResult(
+            self._end,
+            self.stats,
+            self._clock.now_s() - started_s,
+            self._frontier.resume_point(),
+            self._abort,
+        )
+
+    async def _read(self, send: MemoryObjectSendStream[Row]) -> None:
+        frontier, stats = self._frontier, self.stats
+        async with send:
+            while True:
+                while frontier.pending >= self._max_pending:
+                    self._room = anyio.Event()
+                    await self._room.wait()
+                chunk = await anyio.to_thread.run_sync(self._next_chunk, abandon_on_cancel=True)
+                if not chunk:
+                    return
+                for record, item in chunk:
+                    end = ResumePoint(record.end_offset, record.next_line)
+                    if item is None:
+                        frontier.skip(end)
+                        stats.skipped += 1
+                        continue
+                    stats.read += 1
+                    frontier.read(record.offset, record.line, end)
+                    if isinstance(item, Outcome):
+                        self._resolve(item)
+                    elif self._lanes.admit(item.case_id, item):
+                        await send.send(item)
+
+    def _next_chunk(self) -> list[tuple[Record, Row | Outcome | None]]:
+        """In a worker thread: parse and coerce up to READ_CHUNK records (None: resolved before).
+
+        Touches no shared state; the event loop does the bookkeeping when the chunk returns.
+        """
+        chunk: list[tuple[Record, Row | Outcome | None]] = []
+        resolved_before, columns = self._resolved_before, self._columns
+        for record in self._records:
+            if record.offset in resolved_before:
+                chunk.append((record, None))
+                continue
+            item = prepare(record, columns)
+            if isinstance(item, Row) and not item.fields:
+                item = item.outcome(RowStatus.DONE)  # every cell blank: nothing to change
+            chunk.append((record, item))
+            if len(chunk) >= READ_CHUNK:
+                break
+        return chunk
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[Row]) -> None:
+        async with receive:
+            async for first in receive:
+                row: Row | None = first
+                while row is not None:
+                    if not await self._process(row):
+                        return  # stopping: the row stays pending
+                    row = self._lanes.release(row.case_id)
+
+    async def _process(self, row: Row) -> bool:
+        """Send until the row is resolved (True) or the run stops first (False)."""
+        while not self._stopping:
+            sent_s = await self.gate.pass_()
+            if self._stopping:
+                return False
+            error = await self._send(row, sent_s)
+            if error is None:
+                return True
+            delay_s = self._handle(row, error, sent_s)
+            if delay_s is None:
+                return not self._stopping or error.kind is not ErrorKind.SYSTEMIC
+            if delay_s > 0:
+                await self._clock.sleep(delay_s)
+        return False
+
+    async def _send(self, row: Row, sent_s: float) -> CallError | None:
+        """One UpdateCase call, shielded: a stop lets it finish (within the grace period)."""
+        with anyio.CancelScope(shield=True) as scope:
+            self._calls.add(scope)
+            try:
+                row.attempts += 1
+                self.stats.calls += 1
+                if row.attempts > 1:
+                    self.stats.retried += 1
+                await self._api.update_case(row.case_id, row.fields, self._settings.performed_by)
+            except CallError as error:
+                self.stats.record_latency(self._clock.now_s() - sent_s)
+                return error
+            finally:
+                self._calls.discard(scope)
+            now_s = self._clock.now_s()
+            self.stats.record_latency(now_s - sent_s)
+            self.stats.record_accept(now_s)
+            self.gate.accepted(sent_s)
+            self._resolve(row.outcome(RowStatus.DONE))
+            return None
+        # Cancelled mid-call (forced stop): the service may or may not have applied it.
+        return CallError(ErrorKind.SYSTEMIC, "Cancelled", "stopped while the call was in flight")
+
+    def _handle(self, row: Row, error: CallError, sent_s: float) -> float | None:
+        """After a failed call: the delay before retrying, or None when the row is done with."""
+        if error.code == "Cancelled":
+            return None
+        if error.kind is ErrorKind.THROTTLED:
+            self.stats.throttles += 1
+            self.gate.throttled(sent_s)
+        elif error.kind is ErrorKind.SYSTEMIC:
+            self._abort = error
+            self._on_event("run_aborting", {"code": error.code, "message": error.message})
+            self.request_stop(RunEnd.ABORTED)
+            return None
+        decision = self._policy.decide(
+            error.kind, row.attempts, error.retry_after_s, self._random.random()
+        )
+        if isinstance(decision, GiveUp):
+            code = decision.reason if error.kind is ErrorKind.TRANSIENT else error.code
+            self._resolve(row.outcome(RowStatus.FAILED, code, f"{error.code}: {error.message}"))
+            return None
+        return decision.delay_s
+
+    def _resolve(self, outcome: Outcome) -> None:
+        self._batch.append(outcome)
+        self._frontier.resolve(outcome.offset)
+        if outcome.status is RowStatus.FAILED:
+            self.stats.failed += 1
+            if outcome.attempts == 0:
+                self.stats.rejected_locally += 1
+        elif outcome.attempts == 0:
+            self.stats.unchanged += 1
+        self._room.set()
+
+    # -- checkpoint ----------------------------------------------------------------------
+
+    async def _flush_every_interval(self) -> None:
+        while True:
+            await self._clock.sleep(self._settings.flush_interval_s)
+            await self._flush()
+            self._on_event("progress", self.progress())
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            # Taken together, with no await between: every record before the resume point has
+            # its outcome in this batch or an earlier one, so a crash never skips a row.
+            batch, self._batch = self._batch, []
+            point = self._frontier.resume_point()
+            with anyio.CancelScope(shield=True):
+                await self._store.commit(batch, point, self.stats.counters())
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            **self.stats.counters(),
+            "pending": self._frontier.pending,
+            "in_flight": len(self._calls),
+            "rate_per_s": round(self.gate.rate_per_s, 3),
+            "resume_offset": self._frontier.resume_point().offset,
+        }

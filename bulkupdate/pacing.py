@@ -1,0 +1,336 @@
+"""Pacing decisions: a token bucket whose rate can change, and the controller that sets that rate.
+
+Pure: stdlib only. No I/O, no sleeping, no asyncio. Callers pass the time in and sleep themselves.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["AdaptiveRate", "RateTuning", "Slot", "TokenBucket"]
+
+MAX_DOUBLINGS = 10.0
+LOWER_BOUND_TOKENS = 0.0
+SETTLE_PRIOR = 2.0
+UNMEASURED_FAST = True
+
+
+class Slot:
+    """One reserved send time. A rate decrease revokes revocable slots not yet due."""
+
+    __slots__ = ("revocable", "revoked", "send_at_s")
+
+    def __init__(self, send_at_s: float, *, revocable: bool) -> None:
+        self.send_at_s = send_at_s
+        self.revocable = revocable
+        self.revoked = False
+
+    def delay_s(self, now_s: float) -> float:
+        return max(0.0, self.send_at_s - now_s)
+
+
+class TokenBucket:
+    """Capacity `burst`, refill `rate_per_s`, kept as GCRA virtual time so waiters queue FIFO.
+
+    The state is one timestamp, `_tat_s` (theoretical arrival time): `(tat - now) * rate` is the
+    number of tokens spent and not yet refilled. A reservation at `now` may go at
+    `max(now, tat - (burst - 1) / rate)` and pushes `tat` one interval on, so N callers arriving
+    together get N successive slots instead of racing for the next token.
+    """
+
+    __slots__ = ("_burst", "_interval_s", "_pending", "_rate_per_s", "_tat_s")
+
+    def __init__(self, rate_per_s: float, burst: int = 1) -> None:
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        _check_rate(rate_per_s)
+        self._burst = burst
+        self._rate_per_s = rate_per_s
+        self._interval_s = 1.0 / rate_per_s
+        self._tat_s = -math.inf  # starts full: the first `burst` reservations go at once
+        # Slots handed out but not yet due, roughly in send order; set_rate must see them.
+        self._pending: deque[Slot] = deque()
+
+    @property
+    def rate_per_s(self) -> float:
+        return self._rate_per_s
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    def reserve(self, now_s: float) -> float:
+        """Take one token; return how long to wait before sending. This slot is never revoked."""
+        return self._reserve(now_s, revocable=False).send_at_s - now_s
+
+    def reserve_slot(self, now_s: float) -> Slot:
+        """Take one token as a revocable `Slot`; after sleeping, re-reserve if `slot.revoked`.
+
+        With many callers waiting at once this lets a rate decrease apply to them too, instead of
+        sending slots handed out at the old rate after the server has already said "too fast".
+        """
+        return self._reserve(now_s, revocable=True)
+
+    def set_rate(self, rate_per_s: float, now_s: float) -> None:
+        """Change the refill rate from `now_s` on; tokens already spent stay spent.
+
+        The debt (tokens spent, not yet refilled) is carried over in tokens, so a change never
+        grants a free burst. A decrease first revokes revocable slots not yet due and refunds
+        their tokens. Slots that stand keep their times and later ones queue behind them.
+        """
+        _check_rate(rate_per_s)
+        if rate_per_s == self._rate_per_s:
+            return
+        self._prune(now_s)
+        if self._pending:
+            kept: deque[Slot] = deque()
+            for slot in self._pending:
+                if slot.send_at_s <= now_s:
+                    continue  # due: its holder is sending now
+                if slot.revocable:
+                    slot.revoked = True
+                    self._tat_s -= self._interval_s  # refund its one token
+                else:
+                    kept.append(slot)
+            self._pending = kept
+        debt_tokens = max(0.0, self._tat_s - now_s) * self._rate_per_s
+        self._rate_per_s = rate_per_s
+        self._interval_s = 1.0 / rate_per_s
+        if debt_tokens > 0.0:
+            self._tat_s = now_s + debt_tokens * self._interval_s
+        if self._pending:
+            # Standing slots went out at the old spacing: the next new one must follow the last.
+            last_s = max(slot.send_at_s for slot in self._pending)
+            tolerance_s = (self._burst - 1) * self._interval_s
+            self._tat_s = max(self._tat_s, last_s + self._interval_s + tolerance_s)
+
+    def _reserve(self, now_s: float, *, revocable: bool) -> Slot:
+        self._prune(now_s)
+        tat_s = max(self._tat_s, now_s)
+        send_at_s = max(now_s, tat_s - (self._burst - 1) * self._interval_s)
+        self._tat_s = tat_s + self._interval_s
+        slot = Slot(send_at_s, revocable=revocable)
+        if send_at_s > now_s:
+            self._pending.append(slot)
+        return slot
+
+    def _prune(self, now_s: float) -> None:
+        pending = self._pending
+        while pending and pending[0].send_at_s <= now_s:
+            pending.popleft()
+
+
+def _check_rate(rate_per_s: float) -> None:
+    if not (rate_per_s > 0.0 and math.isfinite(rate_per_s)):
+        raise ValueError(f"rate_per_s must be positive and finite, got {rate_per_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class RateTuning:
+    """The controller's constants; the module docstring says why each has its value."""
+
+    margin: float = 0.03
+    beta: float = 0.7
+    fast_doubling_s: float = 4.0
+    probe_gain_per_s: float = 0.0005
+    probe_doubling_s: float = 20.0
+    unmeasured_gain_per_s: float = 0.0005
+    unmeasured_doubling_s: float = 4.0
+    window_s: float = 30.0
+    min_samples: int = 4
+    min_span_s: float = 2.0
+    evidence_answers: int = 8
+    evidence_s: float = 0.1
+    jitter_share: float = 0.1
+    settle_s: float = 2.0
+    assumed_rtt_s: float = 0.25
+    confident_samples: int = 20
+
+
+class AdaptiveRate:
+    """Sets the send rate from what the server answers: accepted calls and throttled ones."""
+
+    __slots__ = (
+        "_accepts",
+        "_ceiling_per_s",
+        "_epoch_accepts",
+        "_epoch_start_s",
+        "_epoch_throttles",
+        "_estimate_samples",
+        "_floor_per_s",
+        "_last_cut_s",
+        "_last_update_s",
+        "_mark_s",
+        "_measured",
+        "_quota_per_s",
+        "_rate_per_s",
+        "_tuning",
+    )
+
+    def __init__(
+        self,
+        ceiling_per_s: float,
+        *,
+        floor_per_s: float = 0.1,
+        initial_per_s: float | None = None,
+        tuning: RateTuning | None = None,
+    ) -> None:
+        _check_rate(ceiling_per_s)
+        _check_rate(floor_per_s)
+        if floor_per_s > ceiling_per_s:
+            raise ValueError(f"floor_per_s {floor_per_s} exceeds ceiling_per_s {ceiling_per_s}")
+        self._ceiling_per_s = ceiling_per_s
+        self._floor_per_s = floor_per_s
+        self._tuning = RateTuning() if tuning is None else tuning
+        self._rate_per_s = self._clamp(ceiling_per_s if initial_per_s is None else initial_per_s)
+        self._accepts: deque[float] = deque()  # answer times of accepted calls, last window_s
+        self._quota_per_s: float | None = None  # what we believe the server's quota is
+        self._measured = False  # True when _quota_per_s came from the accept rate
+        self._mark_s: float | None = None  # a moment the server bucket was empty (a throttle)
+        self._last_cut_s = 0.0  # probing ages from here until the first cut
+        self._last_update_s: float | None = None
+        # The current epoch: answers to calls sent at or after _epoch_start_s.
+        self._epoch_start_s = -math.inf
+        self._epoch_accepts = 0
+        self._epoch_throttles = 0
+        self._estimate_samples = 0
+
+    @property
+    def rate_per_s(self) -> float:
+        return self._rate_per_s
+
+    @property
+    def ceiling_per_s(self) -> float:
+        return self._ceiling_per_s
+
+    @property
+    def floor_per_s(self) -> float:
+        return self._floor_per_s
+
+    @property
+    def quota_estimate_per_s(self) -> float | None:
+        """The server quota the controller believes in, or None before the first throttle."""
+        return self._quota_per_s
+
+    def on_accept(self, now_s: float, *, sent_s: float | None = None) -> bool:
+        """Record an accepted call (answered at `now_s`, sent at `sent_s`); True if the rate fell.
+
+        Pass `sent_s` when known: it says which epoch the answer belongs to.
+        """
+        accepts = self._accepts
+        accepts.append(now_s)
+        horizon_s = now_s - self._tuning.window_s
+        while accepts[0] < horizon_s:
+            accepts.popleft()
+        self._recover(now_s)
+        if self._sent_s(now_s, sent_s) < self._epoch_start_s:
+            return False
+        self._epoch_accepts += 1
+        return self._epoch_throttles > 0 and self._maybe_cut(now_s)
+
+    def on_throttle(self, now_s: float, *, sent_s: float | None = None) -> bool:
+        """Record a throttled call; return True when the rate fell.
+
+        A call sent before the last cut was already paid for by that cut, so one burst of
+        throttles in flight lowers the rate once, not once per call.
+        """
+        sent = self._sent_s(now_s, sent_s)
+        if sent < self._epoch_start_s:
+            return False
+        if self._mark_s is None:
+            # First throttle ever: the server bucket is empty from here on, and the answers in
+            # flight since the start include its initial burst. Judge the calls sent from now.
+            self._mark_s = now_s
+            self._start_epoch(sent)
+        self._epoch_throttles += 1
+        return self._maybe_cut(now_s)
+
+    def _maybe_cut(self, now_s: float) -> bool:
+        tuning = self._tuning
+        accepted = self._epoch_accepts
+        answered = accepted + self._epoch_throttles
+        age_s = now_s - self._last_cut_s
+        if answered < tuning.evidence_answers and age_s < tuning.evidence_s:
+            return False  # a single early answer is noise at high rates; wait for a few more
+        throttled_share = self._epoch_throttles / answered
+        if throttled_share <= tuning.jitter_share and age_s < tuning.settle_s:
+            # Right after a cut the server bucket is empty, so arrival jitter alone gets a few
+            # calls throttled even below the quota. Overload shows as a larger share.
+            return False
+        rate = self._rate_per_s
+        estimate = self._estimate(now_s)
+        if estimate is not None and estimate * (1.0 - tuning.margin) < rate:
+            # Measured cut: while saturated the server let `estimate` calls/s through.
+            self._quota_per_s = estimate
+            self._measured = self._estimate_samples >= tuning.confident_samples
+            new_rate = estimate * (1.0 - tuning.margin)
+        else:
+            # No usable measurement: cut multiplicatively, less when most calls still got in,
+            # and remember that `rate` was too fast.
+            quota = self._quota_per_s
+            self._quota_per_s = rate if quota is None else min(quota, rate)
+            self._measured = False
+            kept = min(1.0 - tuning.margin, accepted / answered)
+            new_rate = rate * max(tuning.beta, kept)
+        self._rate_per_s = self._clamp(new_rate)
+        self._last_cut_s = now_s
+        self._last_update_s = now_s
+        self._start_epoch(now_s)
+        return True
+
+    def _start_epoch(self, start_s: float) -> None:
+        self._epoch_start_s = start_s
+        self._epoch_accepts = 0
+        self._epoch_throttles = 0
+
+    def _sent_s(self, now_s: float, sent_s: float | None) -> float:
+        return now_s - self._tuning.assumed_rtt_s if sent_s is None else sent_s
+
+    def _estimate(self, now_s: float) -> float | None:
+        """Accept rate since the mark, when enough of it was seen to trust.
+
+        Between two moments the server bucket was empty (two throttles), accepted calls equal
+        quota x time, whatever we sent, unless the bucket overflowed in between.
+        """
+        tuning = self._tuning
+        if self._mark_s is None:
+            return None
+        start_s = max(self._mark_s, now_s - tuning.window_s)
+        accepts = self._accepts
+        first = bisect.bisect_right(accepts, start_s)
+        count = len(accepts) - first
+        if count < tuning.min_samples:
+            return None
+        span_s = accepts[-1] - accepts[first]
+        if span_s < tuning.min_span_s:
+            return None
+        self._mark_s = now_s
+        self._estimate_samples = count
+        return (count - 1) / span_s
+
+    def _recover(self, now_s: float) -> None:
+        last_s = self._last_update_s
+        self._last_update_s = now_s
+        if last_s is None or now_s <= last_s:
+            return
+        dt_s = now_s - last_s
+        tuning = self._tuning
+        rate = self._rate_per_s
+        quota = self._quota_per_s
+        target = None if quota is None else quota * (1.0 - tuning.margin)
+        if target is not None and rate < target and (self._measured or UNMEASURED_FAST):
+            rate = min(target, rate * 2.0 ** (dt_s / tuning.fast_doubling_s))
+        else:
+            if self._measured:
+                gain, doubling_s = tuning.probe_gain_per_s, tuning.probe_doubling_s
+            else:
+                gain, doubling_s = tuning.unmeasured_gain_per_s, tuning.unmeasured_doubling_s
+            age_s = min(now_s - self._last_cut_s, MAX_DOUBLINGS * doubling_s)
+            rate *= math.exp(gain * 2.0 ** (age_s / doubling_s) * dt_s)
+        self._rate_per_s = self._clamp(rate)
+
+    def _clamp(self, rate_per_s: float) -> float:
+        return min(self._ceiling_per_s, max(self._floor_per_s, rate_per_s))

@@ -1,0 +1,111 @@
+"""From a parsed input record to what the engine sends: the case id and the UpdateCase fields,
+or the reason the record fails locally (it is then never sent).
+
+Pure: no I/O. Accepts flat records and the API shape {"caseId", "fields": [{"id", "value"}]}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bulkupdate.models import Outcome, RowStatus
+from bulkupdate.schema import ColumnError, ColumnMap, FieldUpdate, RowRejectedError, build_update
+from bulkupdate.sources import Record
+
+# Columns a failures file adds; they are ignored when that file is fed back as input.
+ERROR_COLUMNS = frozenset({"error_code", "error_message", "error"})
+_UNION_MEMBERS = ("stringValue", "doubleValue", "booleanValue", "userArnValue")
+
+
+@dataclass(slots=True)
+class Row:
+    """One record on its way to UpdateCase. Mutable: attempts grow as it is retried."""
+
+    offset: int
+    line: int
+    case_id: str
+    fields: list[FieldUpdate]
+    raw: bytes
+    attempts: int = 0
+
+    def outcome(
+        self, status: RowStatus, code: str | None = None, message: str | None = None
+    ) -> Outcome:
+        failed = status is RowStatus.FAILED
+        return Outcome(
+            self.offset,
+            self.line,
+            self.case_id,
+            status,
+            code,
+            message,
+            self.raw if failed else None,
+            self.attempts,
+        )
+
+
+def rejected(record: Record, case_id: str, code: str, message: str) -> Outcome:
+    return Outcome(
+        record.offset, record.line, case_id, RowStatus.FAILED, code, message, record.raw, 0
+    )
+
+
+def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
+    """A Row to send, or a FAILED Outcome saying why the record cannot be sent."""
+    if record.error is not None:
+        where = f"line {record.error.line}"
+        if record.error.column is not None:
+            where += f", column {record.error.column}"
+        return rejected(record, "", "unreadable_record", f"{where}: {record.error.message}")
+    values: dict[str, Any] = record.values or {}
+    explicit_clears: list[FieldUpdate] = []
+    if "fields" in values and "caseId" in values:
+        values, explicit_clears = _flatten_api_shape(values, columns.case_id_column)
+    raw_case_id = values.get(columns.case_id_column)
+    case_id = str(raw_case_id).strip() if raw_case_id is not None else ""
+    if not case_id or isinstance(raw_case_id, bool | dict | list):
+        return rejected(
+            record,
+            case_id,
+            "missing_case_id",
+            f"line {record.line}: no case id in column {columns.case_id_column!r}",
+        )
+    cells = {k: v for k, v in values.items() if k not in ERROR_COLUMNS}
+    try:
+        fields = build_update(cells, columns)
+    except RowRejectedError as error:
+        codes = sorted({p.reason_code for p in error.problems})
+        details = "; ".join(
+            f"{p.column}: {p.message}" if p.column else p.message for p in error.problems
+        )
+        return rejected(record, case_id, ",".join(codes), f"line {record.line}: {details}")
+    for clear in explicit_clears:
+        try:
+            clear["id"] = columns.field(clear["id"]).field_id
+        except ColumnError as error:
+            message = f"line {record.line}: {error.column}: {error.message}"
+            return rejected(record, case_id, error.reason_code, message)
+        fields.append(clear)
+    return Row(record.offset, record.line, case_id, fields, record.raw)
+
+
+def _flatten_api_shape(
+    record: dict[str, Any], case_id_column: str
+) -> tuple[dict[str, Any], list[FieldUpdate]]:
+    """{"caseId", "fields": [{"id", "value": union}]} -> flat cells; emptyValue kept as a clear."""
+    flat: dict[str, Any] = {case_id_column: record["caseId"]}
+    clears: list[FieldUpdate] = []
+    for item in record.get("fields") or ():
+        if not isinstance(item, dict) or "id" not in item:
+            flat[str(item)] = None
+            continue
+        value = item.get("value")
+        if isinstance(value, dict) and "emptyValue" in value:
+            clears.append({"id": str(item["id"]), "value": {"emptyValue": {}}})
+            continue
+        if isinstance(value, dict):
+            members = [m for m in _UNION_MEMBERS if m in value]
+            value = value[members[0]] if len(members) == 1 else value
+        flat[str(item["id"])] = value
+    return flat, clears

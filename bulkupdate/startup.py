@@ -1,0 +1,126 @@
+"""Before the first write: the input opened at the resume point, the domain's schema read,
+the columns resolved, and the engine's settings derived from the run's configuration.
+
+Shared by a real run and a dry run; sends no update.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+import uuid
+from collections.abc import Iterator
+
+import structlog
+
+from bulkupdate.cases import CasesApi
+from bulkupdate.clock import Clock, MonotonicClock
+from bulkupdate.config import RunConfig
+from bulkupdate.domain import detect_encoding, load_fields
+from bulkupdate.engine import EngineSettings
+from bulkupdate.fingerprint import fingerprint_file, fingerprint_stream
+from bulkupdate.models import DateTimeEncoding, Field, FieldType
+from bulkupdate.retry import RetryPolicy
+from bulkupdate.rows import ERROR_COLUMNS
+from bulkupdate.schema import BlankPolicy, ColumnMap, Schema
+from bulkupdate.sources import Record, Source, open_source, open_stream
+
+log = structlog.get_logger("bulkupdate")
+PEEK_RECORDS = 20  # records read ahead to find case ids for DateTime detection
+
+
+def performed_by(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    return {"userArn": value} if value.startswith("arn:") else {"customEntity": value}
+
+
+def open_input(config: RunConfig, start_offset: int = 0, start_line: int = 1) -> tuple[str, Source]:
+    """(fingerprint, source positioned at the resume point)."""
+    if config.input == "-":
+        fingerprint, stream = fingerprint_stream(sys.stdin.buffer)
+        source = open_stream(
+            stream,
+            name="-",
+            fmt=config.format or "csv",
+            delimiter=config.delimiter,
+            start_offset=start_offset,
+        )
+        return fingerprint, source
+    source = open_source(
+        config.input,
+        fmt=config.format,
+        delimiter=config.delimiter,
+        start_offset=start_offset,
+        start_line=start_line,
+    )
+    return fingerprint_file(config.input), source
+
+
+def peek(records: Iterator[Record]) -> tuple[list[Record], Iterator[Record]]:
+    head = list(itertools.islice(records, PEEK_RECORDS))
+    return head, itertools.chain(head, records)
+
+
+class Job:
+    """Everything one run holds open, so stages can be tested and closed in one place."""
+
+    def __init__(self, config: RunConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or MonotonicClock()
+        self.rng = random.Random()
+        self.policy = RetryPolicy(max_attempts=config.max_attempts)
+        self.run_id = uuid.uuid4().hex[:12]
+
+    async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
+        config = self.config
+        header = set(source.header or ())
+        is_csv = source.header is not None
+
+        def wanted(field: Field) -> bool:  # JSONL keys are unknown up front: load them all
+            return not is_csv or field.field_id in header or field.name in header
+
+        fields = await load_fields(
+            api, wanted_options=wanted, clock=self.clock, policy=self.policy, rng=self.rng
+        )
+        encoding: DateTimeEncoding | None = None
+        uses_datetime = any(f.type is FieldType.DATETIME and wanted(f) for f in fields)
+        if config.datetime_encoding != "auto":
+            encoding = DateTimeEncoding(config.datetime_encoding)
+        elif uses_datetime:
+            case_ids = [
+                str(r.values.get(config.case_id_column))
+                for r in head
+                if r.values and r.values.get(config.case_id_column)
+            ]
+            encoding, how = await detect_encoding(
+                api, case_ids, clock=self.clock, policy=self.policy, rng=self.rng
+            )
+            if encoding is None:
+                log.warning(
+                    "datetime_encoding_unknown",
+                    reason=how,
+                    hint="pass --datetime-encoding iso8601|epoch-millis",
+                )
+            else:
+                log.info("datetime_encoding_detected", encoding=encoding.value, evidence=how)
+        return Schema(fields, encoding, blank_policy=BlankPolicy(config.blank.value))
+
+    def columns(self, schema: Schema, source: Source) -> ColumnMap:
+        if source.header is not None:
+            header = [c for c in source.header if c not in ERROR_COLUMNS]
+            return schema.resolve_header(header, self.config.case_id_column, path=source.path)
+        return schema.column_map(self.config.case_id_column)
+
+    def settings(self) -> EngineSettings:
+        config = self.config
+        return EngineSettings(
+            concurrency=config.concurrency,
+            rate_per_s=config.rate,
+            burst=config.burst,
+            max_attempts=config.max_attempts,
+            grace_period_s=config.grace_period,
+            flush_interval_s=config.flush_interval,
+            performed_by=performed_by(config.performed_by),
+        )

@@ -1,0 +1,87 @@
+"""Counters and latency percentiles of one run, and the summary they make.
+
+Pure: no I/O. Latencies are kept as a fixed-size uniform sample so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+LATENCY_SAMPLE_SIZE = 10_000
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What this run did. `read` counts records read this run; skipped ones were resolved before."""
+
+    read: int = 0
+    skipped: int = 0  # resolved by an earlier run
+    applied: int = 0
+    failed: int = 0  # permanently, this run (locally rejected + service rejected + exhausted)
+    rejected_locally: int = 0  # failed before any call (parse or coercion)
+    unchanged: int = 0  # nothing to send (every cell blank): recorded done without a call
+    calls: int = 0  # UpdateCase attempts
+    retried: int = 0  # attempts after the first, for any reason
+    throttles: int = 0
+    first_accept_s: float | None = None
+    last_accept_s: float | None = None
+    _latencies_s: list[float] = field(default_factory=list)
+    _seen: int = 0
+    _random: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def record_latency(self, latency_s: float) -> None:
+        """Reservoir sampling: every call has the same chance to be in the sample."""
+        self._seen += 1
+        if len(self._latencies_s) < LATENCY_SAMPLE_SIZE:
+            self._latencies_s.append(latency_s)
+            return
+        slot = self._random.randrange(self._seen)
+        if slot < LATENCY_SAMPLE_SIZE:
+            self._latencies_s[slot] = latency_s
+
+    def record_accept(self, now_s: float) -> None:
+        self.applied += 1
+        if self.first_accept_s is None:
+            self.first_accept_s = now_s
+        self.last_accept_s = now_s
+
+    def achieved_rate_per_s(self) -> float | None:
+        """Accepted calls per second between the first and the last accept."""
+        if self.first_accept_s is None or self.last_accept_s is None or self.applied < 2:
+            return None
+        span_s = self.last_accept_s - self.first_accept_s
+        return (self.applied - 1) / span_s if span_s > 0 else None
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "skipped": self.skipped,
+            "applied": self.applied,
+            "failed": self.failed,
+            "rejected_locally": self.rejected_locally,
+            "unchanged": self.unchanged,
+            "calls": self.calls,
+            "retried": self.retried,
+            "throttles": self.throttles,
+        }
+
+    def summary(self, elapsed_s: float) -> dict[str, Any]:
+        ordered = sorted(self._latencies_s)
+        p50, p95 = percentile(ordered, 0.50), percentile(ordered, 0.95)
+        rate = self.achieved_rate_per_s()
+        return {
+            **self.counters(),
+            "achieved_rate_per_s": round(rate, 3) if rate is not None else None,
+            "elapsed_s": round(elapsed_s, 3),
+            "latency_p50_ms": round(p50 * 1000, 2) if p50 is not None else None,
+            "latency_p95_ms": round(p95 * 1000, 2) if p95 is not None else None,
+        }
