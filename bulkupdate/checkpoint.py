@@ -55,15 +55,13 @@ class JobIdentity:
     format: str  # "csv" or "jsonl": the same bytes framed differently are different records
 
     def differences(self, other: JobIdentity) -> tuple[str, ...]:
-        """What differs from `other`, in words, for an error message. Empty when equal."""
+        """What differs from `other` (this one's value first), in words. Empty when equal."""
         pairs = [
             ("job name", self.name, other.name),
             ("input fingerprint", self.fingerprint, other.fingerprint),
             ("input format", self.format, other.format),
         ]
-        return tuple(
-            f"{what} {mine!r} != {theirs!r}" for what, mine, theirs in pairs if mine != theirs
-        )
+        return tuple(f"{what} differs ({a!r}, now {b!r})" for what, a, b in pairs if a != b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,7 @@ class FingerprintMismatchError(CheckpointError):
         super().__init__(
             location,
             f"holds job {stored.name!r} for {stored.input_path} but this run is job "
-            f"{given.name!r} for {given.input_path} ({'; '.join(self.differences)}). Pass "
+            f"{given.name!r} for {given.input_path}: {'; '.join(self.differences)}. Pass "
             "--restart to discard the checkpoint and start over, or choose another checkpoint.",
         )
 
@@ -128,7 +126,7 @@ class CheckpointBusyError(CheckpointError):
 
 
 class CheckpointStore(Protocol):
-    """Where a job's progress lives. One open run at a time; every method is one transaction."""
+    """Where a job's progress lives. One open run at a time; every write is one transaction."""
 
     async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
         """Create the store if missing, start a run, return where to resume.
@@ -141,8 +139,9 @@ class CheckpointStore(Protocol):
     async def commit(
         self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
     ) -> None:
-        """Record a batch atomically. An offset's first committed outcome is final: later ones
-        are ignored and not counted. `resume_point` may not move backwards."""
+        """Record a batch atomically. An offset's first committed outcome is final: later ones,
+        and any below the committed resume point, are ignored and not counted. `resume_point` may
+        not move backwards. `counters` replace the stored values of the names they hold."""
         ...
 
     def failed_rows(self) -> AsyncIterator[Outcome]:
@@ -282,6 +281,8 @@ class MemoryCheckpointStore:
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         await anyio.lowlevel.checkpoint()
+        if self._job is None:
+            raise CheckpointError("memory", "holds no job yet")
         failed = [o for o in self._outcomes.values() if o.status == RowStatus.FAILED]
         for outcome in sorted(failed, key=lambda o: o.offset):
             yield outcome

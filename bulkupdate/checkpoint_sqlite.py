@@ -126,16 +126,17 @@ class SqliteCheckpointStore:
     async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
         if self._run_lock.held:
             raise RuntimeError("checkpoint store is already open")
-        await self._call(self._refuse_foreign_file)  # before a lock file appears beside it
-        deadline_s = anyio.current_time() + LOCK_WAIT_S
-        while not await self._call(self._run_lock.try_acquire):
-            if anyio.current_time() >= deadline_s:
-                raise CheckpointBusyError(
-                    str(self._path),
-                    f"another run (pid {self._run_lock.holder()}) is using it; wait for it to end",
-                )
-            await anyio.sleep(LOCK_RETRY_S)
-        try:
+        try:  # a failed open leaves the store closed, whatever it had opened on the way
+            await self._call(self._refuse_foreign_file)  # before a lock file appears beside it
+            deadline_s = anyio.current_time() + LOCK_WAIT_S
+            while not await self._call(self._run_lock.try_acquire):
+                if anyio.current_time() >= deadline_s:
+                    holder = self._run_lock.holder()
+                    raise CheckpointBusyError(
+                        str(self._path),
+                        f"another run (pid {holder}) is using it; wait for it to end",
+                    )
+                await anyio.sleep(LOCK_RETRY_S)
             return await self._call(partial(self._open_sync, job, restart))
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -316,7 +317,8 @@ class SqliteCheckpointStore:
 
     def _failed_page(self, after_offset: int) -> list[Outcome]:
         conn = self._connect(create=False)
-        self._identify(conn)
+        if not self._identify(conn):
+            raise CheckpointError(str(self._path), "holds no job yet")
         rows = conn.execute(
             f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE status = ? AND byte_offset > ? "
             "ORDER BY byte_offset LIMIT ?",

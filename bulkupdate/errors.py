@@ -3,7 +3,10 @@
     BulkUpdateError
     ├── ConfigError          bad flag, job file key or environment variable (exit 2)
     ├── InputError           bad input file content: names the file, line and column or key (exit 2)
-    └── CallError            a Connect Cases call failed; `kind` says what the engine does next
+    ├── CallError            a Connect Cases call failed; `kind` says what the engine does next
+    ├── CheckpointError      (checkpoint.py) unusable checkpoint; FingerprintMismatchError,
+    │                        CheckpointBusyError (exit 2)
+    └── ColumnError, HeaderError, RowRejectedError, ValueRejected   (schema.py, coerce.py)
 
 Pure: no I/O.
 """

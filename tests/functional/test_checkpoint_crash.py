@@ -95,11 +95,11 @@ async def run_child(path: str, last_batch: int, watch_batch: int, kill_statement
     unwatched_connect = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = unwatched_connect(*args, **kwargs)
+        conn: sqlite3.Connection = unwatched_connect(*args, **kwargs)
         conn.set_trace_callback(on_statement)
         return conn
 
-    sqlite3.connect = connect  # the store looks it up at call time
+    sqlite3.connect = connect  # type: ignore[assignment] # the store looks it up at each call
     store = SqliteCheckpointStore(path)
     state = await store.open(JOB, restart=False)
     committed = state.counters.get("batch", 0)

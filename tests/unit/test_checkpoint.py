@@ -336,11 +336,13 @@ async def test_finish_run_accepts_only_end_states(store: CheckpointStore) -> Non
             await store.finish_run(bad, {})
 
 
-async def test_status_of_a_store_that_never_held_a_job_is_an_error(
+async def test_looking_into_a_store_that_never_held_a_job_is_an_error(
     store: CheckpointStore,
 ) -> None:
     with pytest.raises(CheckpointError):
         await store.status()
+    with pytest.raises(CheckpointError):
+        await failed_rows(store)
 
 
 async def test_opening_an_open_store_again_is_a_programming_error(
@@ -376,7 +378,10 @@ async def test_a_new_store_object_on_the_same_file_resumes_the_job(db_path: Path
     second = SqliteCheckpointStore(db_path)
     try:
         state = await second.open(JOB, restart=False)
-        assert (state.resume_point, state.resolved_offsets) == (point(1), {3 * RECORD_BYTES})
+        assert (state.resume_point, state.resolved_offsets) == (
+            point(1),
+            frozenset({3 * RECORD_BYTES}),
+        )
         assert await failed_rows(second) == [outcome(3, FAILED)]
     finally:
         await second.close()
