@@ -9,14 +9,21 @@ from __future__ import annotations
 from bulkupdate.clock import Clock
 from bulkupdate.pacing import AdaptiveRate, TokenBucket
 
+# Waiters re-check their slot this often, so a rate cut reaches slots already handed out
+# instead of letting them go out on a schedule the service just refused.
+SLOT_CHECK_S = 0.25
+# Rate increases smaller than this are not worth revoking every waiting slot for.
+MIN_INCREASE = 0.01
+
 
 class RateGate:
-    __slots__ = ("_bucket", "_clock", "_control")
+    __slots__ = ("_bucket", "_clock", "_control", "_throttled")
 
     def __init__(self, rate_per_s: float, burst: int, clock: Clock) -> None:
         self._clock = clock
         self._bucket = TokenBucket(rate_per_s, burst)
         self._control = AdaptiveRate(rate_per_s)
+        self._throttled = False
 
     @property
     def rate_per_s(self) -> float:
@@ -28,11 +35,15 @@ class RateGate:
 
     async def pass_(self) -> float:
         """Wait for this caller's slot; return the time it was granted (the send time)."""
-        clock = self._clock
-        delay_s = self._bucket.reserve(clock.now_s())
-        if delay_s > 0:
-            await clock.sleep(delay_s)
-        return clock.now_s()
+        clock, bucket = self._clock, self._bucket
+        while True:
+            slot = bucket.reserve_slot(clock.now_s())
+            while not slot.revoked:
+                delay_s = slot.delay_s(clock.now_s())
+                if delay_s <= 0:
+                    return clock.now_s()
+                await clock.sleep(min(delay_s, SLOT_CHECK_S))
+            # Revoked by a rate change: queue again at the new rate.
 
     def accepted(self, sent_s: float) -> None:
         now_s = self._clock.now_s()
@@ -41,10 +52,16 @@ class RateGate:
 
     def throttled(self, sent_s: float) -> None:
         now_s = self._clock.now_s()
+        if not self._throttled:
+            # The service's bucket is the only burst that counts once it has refused us: paired
+            # sends into its empty bucket would only buy throttles.
+            self._throttled = True
+            self._bucket.narrow_burst(1)
         self._control.on_throttle(now_s, sent_s=sent_s)
         self._follow(now_s)
 
     def _follow(self, now_s: float) -> None:
-        rate_per_s = self._control.rate_per_s
-        if rate_per_s != self._bucket.rate_per_s:
-            self._bucket.set_rate(rate_per_s, now_s)
+        target_per_s = self._control.rate_per_s
+        current_per_s = self._bucket.rate_per_s
+        if target_per_s < current_per_s or target_per_s >= current_per_s * (1 + MIN_INCREASE):
+            self._bucket.set_rate(target_per_s, now_s)

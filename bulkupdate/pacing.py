@@ -1,6 +1,36 @@
-"""Pacing decisions: a token bucket whose rate can change, and the controller that sets that rate.
+"""Pacing decisions: a token bucket whose rate can change, and the controller that sets the rate.
 
 Pure: stdlib only. No I/O, no sleeping, no asyncio. Callers pass the time in and sleep themselves.
+
+`AdaptiveRate` settles just under the server's real quota, starting from a configured ceiling that
+may be several times too high. The server is a token bucket (quota q, burst b); what it tells us:
+
+* Every throttle means its bucket is empty at that moment. Between two empty moments it accepts
+  exactly q x elapsed calls, whatever we send, unless the bucket overflowed in between (we were
+  slow for long). So the accept rate since the last throttle is a quota *measurement*:
+  (accepts - 1) / (last - first), trusted from 4 accepts over 2 s (latency jitter of ~25 ms
+  is then ~1%) and over at most the last 30 s.
+* A throttle with no trusted measurement only says "slower than this".
+
+Epochs. Answers are grouped by when their call was sent: calls sent before the last cut were
+paid for by it, so a burst of throttles already in flight lowers the rate once (one cut per
+round trip, as TCP does). Within an epoch a cut waits for 8 answers or 0.1 s, and a throttled
+share of 10% or less within 2 s of a cut is ignored: right after a cut the server bucket is
+empty, so arrival jitter alone gets a few calls refused even below the quota.
+
+Cut. Measured: rate = estimate x 0.97. The 3% margin covers the estimate's error and lets the
+server bucket refill, so its burst absorbs jitter again. Unmeasured: rate x max(0.7, share of
+the epoch's calls accepted): 0.7 (CUBIC's beta) brings a 4x overload under the quota in four
+round trips; the share makes a small overload cost a small cut. The throttled rate becomes an
+upper bound for the quota until a measurement replaces it.
+
+Recovery, on every accept. Below 0.97 x the believed quota: double every 4 s, back under the
+quota ~2 s after a 0.7 cut. Above it: probe convexly, growth per second = 0.05% x 2^(age /
+30 s), age since the last cut. Near a good estimate this crawls, so the under-quota half of a
+cycle refills the server bucket about as much as the over-quota half drains it: average ~ q,
+one throttle per ~50 s. Left alone it speeds up (2x in ~2.5 min) to follow a raised quota. With
+only a bound or a coarse estimate (< 20 accepts) the doubling is every 4 s instead: that belief
+may be jitter, so find the real quota soon. The rate never leaves [floor, ceiling].
 """
 
 from __future__ import annotations
@@ -12,14 +42,11 @@ from dataclasses import dataclass
 
 __all__ = ["AdaptiveRate", "RateTuning", "Slot", "TokenBucket"]
 
-MAX_DOUBLINGS = 10.0
-LOWER_BOUND_TOKENS = 0.0
-SETTLE_PRIOR = 2.0
-UNMEASURED_FAST = True
+MAX_DOUBLINGS = 10.0  # probing growth stops accelerating at 2^10 x its start (~0.5/s)
 
 
 class Slot:
-    """One reserved send time. A rate decrease revokes revocable slots not yet due."""
+    """One reserved send time; `TokenBucket.set_rate` revokes revocable ones not yet due."""
 
     __slots__ = ("revocable", "revoked", "send_at_s")
 
@@ -62,24 +89,33 @@ class TokenBucket:
     def burst(self) -> int:
         return self._burst
 
+    def narrow_burst(self, burst: int) -> None:
+        """Lower the burst from now on. Tolerance is read at each reservation, so lowering it
+        only delays future slots: no token is granted."""
+        if not 1 <= burst <= self._burst:
+            raise ValueError(f"burst can only be narrowed to 1..{self._burst}, got {burst}")
+        self._burst = burst
+
     def reserve(self, now_s: float) -> float:
         """Take one token; return how long to wait before sending. This slot is never revoked."""
         return self._reserve(now_s, revocable=False).send_at_s - now_s
 
     def reserve_slot(self, now_s: float) -> Slot:
-        """Take one token as a revocable `Slot`; after sleeping, re-reserve if `slot.revoked`.
+        """Take one token as a revocable `Slot`.
 
-        With many callers waiting at once this lets a rate decrease apply to them too, instead of
-        sending slots handed out at the old rate after the server has already said "too fast".
+        For many callers waiting at once: sleep until `slot.send_at_s` in steps of at most a
+        fraction of a second and reserve again once `slot.revoked`. A rate change then reaches
+        the callers already waiting, instead of them sending on a schedule the server refused.
         """
         return self._reserve(now_s, revocable=True)
 
     def set_rate(self, rate_per_s: float, now_s: float) -> None:
         """Change the refill rate from `now_s` on; tokens already spent stay spent.
 
-        The debt (tokens spent, not yet refilled) is carried over in tokens, so a change never
-        grants a free burst. A decrease first revokes revocable slots not yet due and refunds
-        their tokens. Slots that stand keep their times and later ones queue behind them.
+        Revocable slots not yet due are revoked and their tokens refunded, so their holders get
+        slots at the new rate. The remaining debt (tokens spent, not yet refilled) carries over
+        in tokens: no change grants a free burst. Firm slots keep their times; new ones queue
+        behind them.
         """
         _check_rate(rate_per_s)
         if rate_per_s == self._rate_per_s:
@@ -136,7 +172,7 @@ class RateTuning:
     beta: float = 0.7
     fast_doubling_s: float = 4.0
     probe_gain_per_s: float = 0.0005
-    probe_doubling_s: float = 20.0
+    probe_doubling_s: float = 30.0
     unmeasured_gain_per_s: float = 0.0005
     unmeasured_doubling_s: float = 4.0
     window_s: float = 30.0
@@ -165,6 +201,7 @@ class AdaptiveRate:
         "_last_update_s",
         "_mark_s",
         "_measured",
+        "_probe_start_s",
         "_quota_per_s",
         "_rate_per_s",
         "_tuning",
@@ -190,7 +227,8 @@ class AdaptiveRate:
         self._quota_per_s: float | None = None  # what we believe the server's quota is
         self._measured = False  # True when _quota_per_s came from the accept rate
         self._mark_s: float | None = None  # a moment the server bucket was empty (a throttle)
-        self._last_cut_s = 0.0  # probing ages from here until the first cut
+        self._last_cut_s = -math.inf
+        self._probe_start_s = 0.0  # probing speeds up with time since this: first answer, last cut
         self._last_update_s: float | None = None
         # The current epoch: answers to calls sent at or after _epoch_start_s.
         self._epoch_start_s = -math.inf
@@ -277,6 +315,7 @@ class AdaptiveRate:
             new_rate = rate * max(tuning.beta, kept)
         self._rate_per_s = self._clamp(new_rate)
         self._last_cut_s = now_s
+        self._probe_start_s = now_s
         self._last_update_s = now_s
         self._start_epoch(now_s)
         return True
@@ -314,21 +353,24 @@ class AdaptiveRate:
     def _recover(self, now_s: float) -> None:
         last_s = self._last_update_s
         self._last_update_s = now_s
-        if last_s is None or now_s <= last_s:
+        if last_s is None:
+            self._probe_start_s = now_s
+            return
+        if now_s <= last_s:
             return
         dt_s = now_s - last_s
         tuning = self._tuning
         rate = self._rate_per_s
         quota = self._quota_per_s
         target = None if quota is None else quota * (1.0 - tuning.margin)
-        if target is not None and rate < target and (self._measured or UNMEASURED_FAST):
+        if target is not None and rate < target:
             rate = min(target, rate * 2.0 ** (dt_s / tuning.fast_doubling_s))
         else:
             if self._measured:
                 gain, doubling_s = tuning.probe_gain_per_s, tuning.probe_doubling_s
             else:
                 gain, doubling_s = tuning.unmeasured_gain_per_s, tuning.unmeasured_doubling_s
-            age_s = min(now_s - self._last_cut_s, MAX_DOUBLINGS * doubling_s)
+            age_s = min(now_s - self._probe_start_s, MAX_DOUBLINGS * doubling_s)
             rate *= math.exp(gain * 2.0 ** (age_s / doubling_s) * dt_s)
         self._rate_per_s = self._clamp(rate)
 

@@ -12,11 +12,21 @@ from bulkupdate.errors import ErrorKind
 
 __all__ = ["ErrorKind", "GiveUp", "Retry", "RetryPolicy", "backoff_delay_s"]
 
+# 2**60 s outlasts any cap; stopping the exponent there keeps huge attempt numbers (throttled rows
+# never give up) from overflowing a float.
+_MAX_EXPONENT = 60
+
 
 def backoff_delay_s(attempt: int, *, base_s: float, cap_s: float, random_unit: float) -> float:
-    """Full jitter (Brooker 2015): uniform in [0, min(cap, base * 2**(attempt-1)))."""
-    ceiling_s = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
-    return random_unit * ceiling_s
+    """Full jitter (Brooker 2015): `random_unit * min(cap, base * 2**(attempt-1))`.
+
+    `random_unit` is drawn by the caller from [0, 1), so tests can pin it. Full jitter spreads
+    retries of many rows that failed together, and needs the fewest calls of the jitter variants.
+    """
+    if not 0.0 <= random_unit < 1.0:
+        raise ValueError(f"random_unit must be in [0, 1), got {random_unit}")
+    exponent = min(max(0, attempt - 1), _MAX_EXPONENT)
+    return random_unit * min(cap_s, base_s * 2.0**exponent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +36,12 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
-    reason: str  # e.g. "retries_exhausted", or the kind for rows that never retry
+    reason: str  # "retries_exhausted", or the kind ("row", "systemic") for failures never retried
+
+    @property
+    def stops_run(self) -> bool:
+        """Systemic failures (access denied, unknown domain, bad credentials) end the run."""
+        return self.reason == ErrorKind.SYSTEMIC.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not 0.0 <= self.base_s <= self.cap_s or self.throttle_base_s < 0.0:
+            raise ValueError("backoff needs 0 <= base_s <= cap_s and throttle_base_s >= 0")
 
     def decide(
         self,
@@ -50,20 +67,25 @@ class RetryPolicy:
         retry_after_s: float | None,
         random_unit: float,
     ) -> Retry | GiveUp:
-        """What to do after attempt number `attempt` (1-based) failed with `kind`."""
+        """What to do after attempt number `attempt` (1-based) failed with `kind`.
+
+        A server's Retry-After is a floor on the delay, never shortened by the backoff draw.
+        """
+        floor_s = max(0.0, retry_after_s or 0.0)
         if kind is ErrorKind.THROTTLED:
+            # Never gives up: the pace, not this delay, is what stops the throttling.
             delay_s = backoff_delay_s(
                 attempt,
                 base_s=self.throttle_base_s,
                 cap_s=self.throttle_cap_s,
                 random_unit=random_unit,
             )
-            return Retry(max(delay_s, retry_after_s or 0.0))
+            return Retry(max(delay_s, floor_s))
         if kind is ErrorKind.TRANSIENT:
             if attempt >= self.max_attempts:
                 return GiveUp("retries_exhausted")
             delay_s = backoff_delay_s(
                 attempt, base_s=self.base_s, cap_s=self.cap_s, random_unit=random_unit
             )
-            return Retry(max(delay_s, retry_after_s or 0.0))
-        return GiveUp(kind.value)
+            return Retry(max(delay_s, floor_s))
+        return GiveUp(kind.value)  # ROW fails alone; SYSTEMIC stops the run

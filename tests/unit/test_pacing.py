@@ -1,0 +1,260 @@
+"""TokenBucket and AdaptiveRate: tables for the rules, hypothesis for the invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bulkupdate.pacing import AdaptiveRate, RateTuning, TokenBucket
+
+# -- TokenBucket ------------------------------------------------------------------------------
+
+
+def test_bucket_lets_the_first_burst_through_then_spaces_by_rate() -> None:
+    bucket = TokenBucket(rate_per_s=4.0, burst=3)
+    delays_s = [bucket.reserve(10.0) for _ in range(6)]
+    assert delays_s == pytest.approx([0.0, 0.0, 0.0, 0.25, 0.5, 0.75])
+
+
+def test_bucket_hands_waiters_successive_slots_in_arrival_order() -> None:
+    bucket = TokenBucket(rate_per_s=2.0, burst=1)
+    slots = [bucket.reserve_slot(0.0) for _ in range(4)]
+    assert [slot.send_at_s for slot in slots] == pytest.approx([0.0, 0.5, 1.0, 1.5])
+
+
+def test_bucket_refills_while_idle_but_never_beyond_burst() -> None:
+    bucket = TokenBucket(rate_per_s=1.0, burst=2)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.reserve(0.0) == 0.0
+    # A long idle spell refills only `burst` tokens.
+    assert [bucket.reserve(100.0) for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])
+
+
+def test_rate_decrease_revokes_waiting_slots_and_respaces_them() -> None:
+    bucket = TokenBucket(rate_per_s=10.0, burst=1)
+    slots = [bucket.reserve_slot(0.0) for _ in range(5)]  # 0.0, 0.1, ... 0.4
+    bucket.set_rate(2.0, now_s=0.05)
+    assert not slots[0].revoked  # already due: its holder is sending
+    assert all(slot.revoked for slot in slots[1:])
+    # Holders reserve again. The one call sent still owes half a token (half refilled at
+    # 10/s by 0.05 s), now repaid at 2/s: 0.25 s.
+    again = [bucket.reserve_slot(0.05) for _ in range(4)]
+    assert [slot.send_at_s for slot in again] == pytest.approx([0.3, 0.8, 1.3, 1.8])
+
+
+def test_rate_increase_revokes_waiting_slots_so_they_can_go_sooner() -> None:
+    bucket = TokenBucket(rate_per_s=1.0, burst=1)
+    slots = [bucket.reserve_slot(0.0) for _ in range(3)]  # 0, 1, 2
+    bucket.set_rate(4.0, now_s=0.0)
+    assert [slot.revoked for slot in slots] == [False, True, True]
+    again = [bucket.reserve_slot(0.0) for _ in range(2)]
+    assert [slot.send_at_s for slot in again] == pytest.approx([0.25, 0.5])
+
+
+def test_rate_change_grants_no_free_burst() -> None:
+    bucket = TokenBucket(rate_per_s=10.0, burst=5)
+    for _ in range(5):
+        bucket.reserve(0.0)  # bucket drained
+    bucket.set_rate(1.0, now_s=0.0)
+    assert bucket.reserve(0.0) == pytest.approx(1.0)
+    bucket.set_rate(100.0, now_s=0.0)
+    assert bucket.reserve(0.0) > 0.0
+
+
+def test_firm_slots_stand_and_later_slots_queue_behind_them() -> None:
+    bucket = TokenBucket(rate_per_s=1.0, burst=1)
+    firm_delays_s = [bucket.reserve(0.0) for _ in range(3)]  # 0, 1, 2
+    bucket.set_rate(10.0, now_s=0.0)
+    assert firm_delays_s == pytest.approx([0.0, 1.0, 2.0])
+    assert bucket.reserve(0.0) == pytest.approx(2.1)
+
+
+@pytest.mark.parametrize(("rate_per_s", "burst"), [(0.0, 1), (-1.0, 1), (math.inf, 1), (1.0, 0)])
+def test_bucket_refuses_impossible_settings(rate_per_s: float, burst: int) -> None:
+    with pytest.raises(ValueError, match=r"rate_per_s|burst"):
+        TokenBucket(rate_per_s, burst)
+
+
+def _admissions_fit(sends_s: list[float], burst: int, rate_per_s: float) -> bool:
+    sends_s = sorted(sends_s)
+    for i, start_s in enumerate(sends_s):
+        for j in range(i, len(sends_s)):
+            allowed = burst + rate_per_s * (sends_s[j] - start_s) + 1e-6
+            if j - i + 1 > allowed:
+                return False
+    return True
+
+
+arrivals = st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=1, max_size=40)
+
+
+@given(
+    gaps_s=arrivals,
+    rate_per_s=st.floats(min_value=0.5, max_value=50.0),
+    burst=st.integers(min_value=1, max_value=5),
+)
+def test_bucket_never_admits_more_than_burst_plus_rate_times_elapsed(
+    gaps_s: list[float], rate_per_s: float, burst: int
+) -> None:
+    bucket = TokenBucket(rate_per_s, burst)
+    now_s = 0.0
+    sends_s = []
+    for gap_s in gaps_s:
+        now_s += gap_s
+        sends_s.append(now_s + bucket.reserve(now_s))
+    assert _admissions_fit(sends_s, burst, rate_per_s)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=2.0),
+            st.one_of(st.none(), st.floats(min_value=0.5, max_value=20.0)),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    burst=st.integers(min_value=1, max_value=4),
+)
+def test_bucket_with_changing_rate_stays_within_its_highest_rate(
+    steps: list[tuple[float, float | None]], burst: int
+) -> None:
+    bucket = TokenBucket(5.0, burst)
+    highest_per_s = 5.0
+    now_s = 0.0
+    sends_s = []
+    for gap_s, new_rate in steps:
+        now_s += gap_s
+        if new_rate is None:
+            sends_s.append(now_s + bucket.reserve(now_s))
+        else:
+            bucket.set_rate(new_rate, now_s)
+            highest_per_s = max(highest_per_s, new_rate)
+    assert _admissions_fit(sends_s, burst, highest_per_s)
+
+
+# -- AdaptiveRate -----------------------------------------------------------------------------
+
+
+def saturate(control: AdaptiveRate, start_s: float, quota_per_s: float, seconds: float) -> float:
+    """Accepts at exactly the quota, as a saturated server gives them; returns the end time."""
+    n = round(quota_per_s * seconds)
+    for i in range(1, n + 1):
+        control.on_accept(start_s + i / quota_per_s, sent_s=start_s + i / quota_per_s - 0.01)
+    return start_s + n / quota_per_s
+
+
+def test_first_throttle_cuts_the_rate_multiplicatively() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    assert control.on_throttle(1.0, sent_s=0.99)
+    assert control.rate_per_s == pytest.approx(28.0)  # x 0.7
+    assert control.quota_estimate_per_s == pytest.approx(40.0)  # an upper bound so far
+
+
+def test_throttles_already_in_flight_cut_the_rate_once() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    assert control.on_throttle(1.0, sent_s=0.99)
+    after_cut = control.rate_per_s
+    for i in range(20):  # sent before the cut, answered after it
+        assert not control.on_throttle(1.001 + i * 0.001, sent_s=0.995)
+    assert control.rate_per_s == after_cut
+
+
+def test_throttle_drops_rate_below_measured_quota() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)  # marks: the server bucket is empty now
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=5.0)
+    assert control.on_throttle(end_s + 0.01, sent_s=end_s)
+    assert control.quota_estimate_per_s == pytest.approx(10.0, rel=0.01)
+    assert control.rate_per_s == pytest.approx(9.7, rel=0.01)  # 3% under the quota
+
+
+def test_measurement_needs_two_seconds_of_accepts() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=1.0)
+    before = control.rate_per_s
+    # 1 refusal among 10 accepts is jitter; the 2nd makes 2 of 12, overload.
+    assert not control.on_throttle(end_s + 0.2, sent_s=end_s + 0.1)
+    assert control.on_throttle(end_s + 0.21, sent_s=end_s + 0.1)
+    # One second of accepts is no measurement: a multiplicative cut by the share accepted
+    # (10 of 12, above the 0.7 floor), and the refused rate becomes the bound.
+    assert control.rate_per_s == pytest.approx(before * 10 / 12)
+    assert control.quota_estimate_per_s == pytest.approx(before)
+
+
+def test_a_few_throttles_among_many_accepts_right_after_a_cut_are_jitter() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=5.0)
+    control.on_throttle(end_s + 0.01, sent_s=end_s)
+    settled = control.rate_per_s
+    t = end_s + 0.01
+    for _ in range(12):  # calls sent after the cut: 12 accepted, then one refused
+        t += 0.1
+        control.on_accept(t, sent_s=t - 0.01)
+    assert not control.on_throttle(t + 0.05, sent_s=t)
+    assert control.rate_per_s >= settled
+
+
+def test_rate_recovers_towards_the_quota_after_a_deep_cut() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)
+    control.on_throttle(0.5, sent_s=0.4)
+    assert control.rate_per_s == pytest.approx(19.6)
+    saturate(control, 1.0, quota_per_s=19.0, seconds=3.0)
+    # Back to 0.97 x the throttled rate, never past the ceiling.
+    assert control.rate_per_s == pytest.approx(28.0 * 0.97, rel=0.01)
+
+
+def test_rate_probes_above_a_measured_quota_slowly() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=5.0)
+    control.on_throttle(end_s + 0.01, sent_s=end_s)
+    saturate(control, end_s + 0.01, quota_per_s=9.7, seconds=10.0)
+    assert 9.7 < control.rate_per_s < 9.7 * 1.01  # a crawl near the estimate
+    saturate(control, end_s + 10.01, quota_per_s=9.8, seconds=120.0)
+    assert control.rate_per_s > 12.0  # left alone it speeds up, to follow a raised quota
+
+
+def test_initial_rate_and_bounds_are_clamped() -> None:
+    control = AdaptiveRate(ceiling_per_s=10.0, floor_per_s=1.0, initial_per_s=50.0)
+    assert control.rate_per_s == 10.0
+    with pytest.raises(ValueError, match="floor_per_s"):
+        AdaptiveRate(ceiling_per_s=1.0, floor_per_s=2.0)
+
+
+events = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=3.0),
+        st.booleans(),
+        st.floats(min_value=0.0, max_value=0.5),
+    ),
+    max_size=200,
+)
+
+
+@given(
+    steps=events,
+    ceiling_per_s=st.floats(min_value=0.5, max_value=1000.0),
+    floor_fraction=st.floats(min_value=0.001, max_value=1.0),
+)
+def test_rate_never_exceeds_ceiling_or_drops_below_floor(
+    steps: list[tuple[float, bool, float]], ceiling_per_s: float, floor_fraction: float
+) -> None:
+    floor_per_s = ceiling_per_s * floor_fraction
+    control = AdaptiveRate(
+        ceiling_per_s, floor_per_s=floor_per_s, tuning=RateTuning(min_span_s=0.5)
+    )
+    now_s = 0.0
+    for gap_s, accepted, latency_s in steps:
+        now_s += gap_s
+        if accepted:
+            control.on_accept(now_s, sent_s=now_s - latency_s)
+        else:
+            control.on_throttle(now_s, sent_s=now_s - latency_s)
+        assert floor_per_s <= control.rate_per_s <= ceiling_per_s
