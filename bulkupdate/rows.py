@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bulkupdate.models import Outcome, RowStatus
-from bulkupdate.schema import ColumnError, ColumnMap, FieldUpdate, RowRejectedError, build_update
+from bulkupdate.schema import (
+    MAX_FIELDS_PER_UPDATE,
+    ColumnError,
+    ColumnMap,
+    FieldUpdate,
+    RowRejectedError,
+    build_update,
+)
 from bulkupdate.sources import Record
 
 # Columns a failures file adds; they are ignored when that file is fed back as input.
@@ -80,14 +87,31 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
             f"{p.column}: {p.message}" if p.column else p.message for p in error.problems
         )
         return rejected(record, case_id, ",".join(codes), f"line {record.line}: {details}")
-    for clear in explicit_clears:
-        try:
-            clear["id"] = columns.field(clear["id"]).field_id
-        except ColumnError as error:
-            message = f"line {record.line}: {error.column}: {error.message}"
-            return rejected(record, case_id, error.reason_code, message)
-        fields.append(clear)
+    if explicit_clears:
+        problem = _add_clears(fields, explicit_clears, columns)
+        if problem is not None:
+            return rejected(record, case_id, problem[0], f"line {record.line}: {problem[1]}")
     return Row(record.offset, record.line, case_id, fields, record.raw)
+
+
+def _add_clears(
+    fields: list[FieldUpdate], clears: list[FieldUpdate], columns: ColumnMap
+) -> tuple[str, str] | None:
+    """Append API-shape emptyValue clears under the same rules as other fields: known field,
+    set once, at most 220 per call. Returns (code, message) of the first problem."""
+    seen = {update["id"] for update in fields}
+    for clear in clears:
+        try:
+            field_id = columns.field(clear["id"]).field_id
+        except ColumnError as error:
+            return error.reason_code, f"{error.column}: {error.message}"
+        if field_id in seen:
+            return "duplicate_field", f"{clear['id']}: set more than once"
+        seen.add(field_id)
+        fields.append({"id": field_id, "value": clear["value"]})
+    if len(fields) > MAX_FIELDS_PER_UPDATE:
+        return "too_many_fields", f"{len(fields)} fields; UpdateCase takes {MAX_FIELDS_PER_UPDATE}"
+    return None
 
 
 def _flatten_api_shape(

@@ -1,0 +1,58 @@
+"""The failures file: the input's own format, error columns added, readable as input again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bulkupdate.models import Outcome, RowStatus
+from bulkupdate.report import summary_line, write_failures
+from bulkupdate.sources import open_source
+
+
+def failed(raw: bytes, code: str = "invalid_number", line: int = 2) -> Outcome:
+    return Outcome(0, line, "C-1", RowStatus.FAILED, code, f"line {line}: bad", raw, 0)
+
+
+def test_csv_failures_keep_the_original_cells_and_read_back_as_input(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    raw = b'C-1,"multi\nline, with ""quotes""",12x\r\n'
+    write_failures(str(path), "csv", [failed(raw)], header=("case_id", "notes", "total"))
+    with open_source(path) as source:
+        records = list(source)
+    assert source.header == ("case_id", "notes", "total", "error_code", "error_message")
+    assert records[0].values == {
+        "case_id": "C-1",
+        "notes": 'multi\nline, with "quotes"',
+        "total": "12x",
+        "error_code": "invalid_number",
+        "error_message": "line 2: bad",
+    }
+
+
+def test_feeding_a_failures_file_back_replaces_its_error_columns(tmp_path: Path) -> None:
+    header = ("case_id", "total", "error_code", "error_message")
+    raw = b"C-1,12x,old_code,old message\n"
+    path = tmp_path / "again.csv"
+    write_failures(str(path), "csv", [failed(raw, "invalid_number")], header=header)
+    lines = path.read_text().splitlines()
+    assert lines == ["case_id,total,error_code,error_message", "C-1,12x,invalid_number,line 2: bad"]
+
+
+def test_jsonl_failures_are_the_original_objects_with_an_error_member(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    rows = [failed(b'{"case_id": "C-1", "total": "x"}\n'), failed(b"{not json\n", "unreadable")]
+    write_failures(str(path), "jsonl", rows, header=None)
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert first == {
+        "case_id": "C-1",
+        "total": "x",
+        "error": {"code": "invalid_number", "message": "line 2: bad"},
+    }
+    assert second["raw"] == "{not json"
+    assert second["error"]["code"] == "unreadable"
+
+
+def test_summary_line_names_the_end_and_the_counts() -> None:
+    line = summary_line({"end": "interrupted", "applied": 5, "failed": 1, "pending": 3})
+    assert line.startswith("interrupted: 5 applied, 1 failed, 0 skipped, 3 pending;")
