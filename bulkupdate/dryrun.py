@@ -10,7 +10,6 @@ import sys
 
 import structlog
 
-from bulkupdate.aws.client import open_cases
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.models import Outcome
@@ -28,18 +27,12 @@ async def dry_run(job: Job) -> int:
     to_send = unchanged = 0
     with source:
         head, records = peek(iter(source))
-        async with open_cases(
-            domain_id=config.domain_id,
-            endpoint_url=config.endpoint_url,
-            region=config.region,
-            profile=config.profile,
-        ) as api:
-            try:
-                schema = await job.schema(api, source, head)
-            except CallError as error:
-                log.error("dry_run_aborted", code=error.code, message=error.message)
-                return EXIT_ABORTED
-        columns = job.columns(schema, source)
+        try:
+            async with job.connect(source, head) as (_, columns):
+                pass  # only the schema is needed: no update is ever sent
+        except CallError as error:
+            log.error("dry_run_aborted", code=error.code, message=error.message)
+            return EXIT_ABORTED
         for record in records:
             item = prepare(record, columns)
             if isinstance(item, Row):

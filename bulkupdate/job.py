@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import structlog
 
-from bulkupdate.aws.client import open_cases
 from bulkupdate.checkpoint import CheckpointStore, JobIdentity, RunState
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.config import RunConfig
@@ -72,10 +71,8 @@ async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSi
     config = job.config
     fingerprint, probe = open_input(config)
     probe.close()
-    fmt = probe.fmt
-    state = await store.open(
-        JobIdentity(config.job_name, config.input, fingerprint, fmt), restart=config.restart
-    )
+    identity = JobIdentity(config.job_name, config.input, fingerprint, probe.fmt)
+    state = await store.open(identity, restart=config.restart)
     point = state.resume_point
     log.info(
         "run_started",
@@ -85,46 +82,38 @@ async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSi
         resume_offset=point.offset,
         resume_line=point.line,
     )
-    fingerprint, source = open_input(config, point.offset, point.line)
-    end_state, summary, abort_message = RunState.ABORTED, {}, None
+    end_state, summary = RunState.ABORTED, {}
     try:
+        _, source = open_input(config, point.offset, point.line)
         with source:
             head, records = peek(iter(source))
-            async with open_cases(
-                domain_id=config.domain_id,
-                endpoint_url=config.endpoint_url,
-                region=config.region,
-                profile=config.profile,
-                max_connections=config.concurrency,
-            ) as api:
-                try:
-                    schema = await job.schema(api, source, head)
-                except CallError as error:
-                    abort_message = f"{error.code}: {error.message}"
-                    log.error(
-                        "run_aborted", code=error.code, message=error.message, fix=_fix_hint(error)
+            try:
+                async with job.connect(source, head) as (api, columns):
+                    engine = Engine(
+                        job.settings(),
+                        api=api,
+                        store=store,
+                        clock=job.clock,
+                        columns=columns,
+                        records=records,
+                        resume_point=point,
+                        resolved_offsets=state.resolved_offsets,
+                        on_event=progress.event,
                     )
-                    return EXIT_ABORTED
-                columns = job.columns(schema, source)
-                engine = Engine(
-                    job.settings(),
-                    api=api,
-                    store=store,
-                    clock=job.clock,
-                    columns=columns,
-                    records=records,
-                    resume_point=point,
-                    resolved_offsets=state.resolved_offsets,
-                    on_event=progress.event,
+                    progress.start(total_bytes=source.size_bytes, done_bytes=point.offset)
+                    result = await run_engine_with_signals(engine)
+                    progress.close()
+            except CallError as error:  # the domain could not be read: nothing was sent
+                summary = {"abort": f"{error.code}: {error.message}"}
+                log.error(
+                    "run_aborted", code=error.code, message=error.message, fix=_fix_hint(error)
                 )
-                progress.start(total_bytes=source.size_bytes, done_bytes=point.offset)
-                result = await run_engine_with_signals(engine)
-                progress.close()
+                return EXIT_ABORTED
         end_state = RunState(result.end.value)
         status = await store.status()
         summary = _summary(result, status.totals, end_state)
         if result.abort is not None:
-            abort_message = f"{result.abort.code}: {result.abort.message}"
+            summary["abort"] = f"{result.abort.code}: {result.abort.message}"
             log.error(
                 "run_aborted",
                 code=result.abort.code,
@@ -134,17 +123,14 @@ async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSi
             )
         failed = [o async for o in store.failed_rows()]
         write_failures(
-            config.failures, fmt, failed, header=source.header, delimiter=config.delimiter
+            config.failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
         )
-        summary["failures_file"] = config.failures
-        summary["checkpoint"] = config.checkpoint
+        summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
         if config.summary:
             write_summary(config.summary, summary)
         print(summary_line(summary), file=sys.stderr)
         return _exit_code(result.end, status.totals)
     finally:
-        if abort_message is not None:
-            summary = {**summary, "abort": abort_message}
         await store.finish_run(end_state.value, summary)
 
 

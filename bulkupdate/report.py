@@ -97,4 +97,10 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         f"{rate if rate is not None else '-'} rows/s,",
         f"{summary.get('elapsed_s', 0)} s",
     ]
+    job_applied, job_failed = summary.get("job_applied"), summary.get("job_failed")
+    if job_applied is not None and (job_applied, job_failed) != (
+        summary.get("applied"),
+        summary.get("failed"),
+    ):
+        parts.append(f"(job so far: {job_applied} applied, {job_failed} failed)")
     return " ".join(parts)

@@ -10,10 +10,12 @@ import itertools
 import random
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import structlog
 
+from bulkupdate.aws.client import open_cases
 from bulkupdate.cases import CasesApi
 from bulkupdate.clock import Clock, MonotonicClock
 from bulkupdate.config import RunConfig
@@ -76,10 +78,12 @@ class Job:
     async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
         config = self.config
         header = set(source.header or ())
+        folded = {column.strip().casefold() for column in header}
         is_csv = source.header is not None
 
         def wanted(field: Field) -> bool:  # JSONL keys are unknown up front: load them all
-            return not is_csv or field.field_id in header or field.name in header
+            named = field.field_id in header or field.name.strip().casefold() in folded
+            return not is_csv or named
 
         fields = await load_fields(
             api, wanted_options=wanted, clock=self.clock, policy=self.policy, rng=self.rng
@@ -106,6 +110,26 @@ class Job:
             else:
                 log.info("datetime_encoding_detected", encoding=encoding.value, evidence=how)
         return Schema(fields, encoding, blank_policy=BlankPolicy(config.blank.value))
+
+    @asynccontextmanager
+    async def connect(
+        self, source: Source, head: list[Record]
+    ) -> AsyncIterator[tuple[CasesApi, ColumnMap]]:
+        """The Connect Cases client and the input's columns resolved against the domain.
+
+        Raises CallError when the domain cannot be read (systemic: exit 3), HeaderError when a
+        CSV column names no field (exit 2). Sends no update.
+        """
+        config = self.config
+        async with open_cases(
+            domain_id=config.domain_id,
+            endpoint_url=config.endpoint_url,
+            region=config.region,
+            profile=config.profile,
+            max_connections=config.concurrency,
+        ) as api:
+            schema = await self.schema(api, source, head)
+            yield api, self.columns(schema, source)
 
     def columns(self, schema: Schema, source: Source) -> ColumnMap:
         if source.header is not None:
