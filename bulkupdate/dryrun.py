@@ -15,14 +15,14 @@ from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.models import Outcome
 from bulkupdate.report import write_failures
 from bulkupdate.rows import Row, prepare
-from bulkupdate.startup import Job, open_input, peek
+from bulkupdate.startup import Job, fingerprint_input, open_input, peek
 
 log = structlog.get_logger("bulkupdate")
 
 
 async def dry_run(job: Job) -> int:
     config = job.config
-    _, source = open_input(config)
+    source = open_input(config, stream=fingerprint_input(config)[2])
     failed: list[Outcome] = []
     to_send = unchanged = 0
     with source:

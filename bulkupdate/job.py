@@ -24,7 +24,7 @@ from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, E
 from bulkupdate.models import RowStatus
 from bulkupdate.progress import ProgressSink
 from bulkupdate.report import summary_line, write_failures, write_summary
-from bulkupdate.startup import Job, open_input, peek
+from bulkupdate.startup import Job, fingerprint_input, open_input, peek
 
 log = structlog.get_logger("bulkupdate")
 
@@ -69,9 +69,8 @@ async def run(config: RunConfig, *, progress: ProgressSink) -> int:
 
 async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSink) -> int:
     config = job.config
-    fingerprint, probe = open_input(config)
-    probe.close()
-    identity = JobIdentity(config.job_name, config.input, fingerprint, probe.fmt)
+    fingerprint, fmt, stream = fingerprint_input(config)
+    identity = JobIdentity(config.job_name, config.input, fingerprint, fmt)
     state = await store.open(identity, restart=config.restart)
     point = state.resume_point
     log.info(
@@ -84,7 +83,7 @@ async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSi
     )
     end_state, summary = RunState.ABORTED, {}
     try:
-        _, source = open_input(config, point.offset, point.line)
+        source = open_input(config, point, stream)
         with source:
             head, records = peek(iter(source))
             try:

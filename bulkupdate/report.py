@@ -24,7 +24,8 @@ JSON_ERROR_MEMBER = "error"
 def _atomic_write(path: str, text: str) -> None:
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp")
-    with temporary.open("w", encoding="utf-8", newline="") as handle:
+    # surrogateescape: bytes that were not UTF-8 in the input go back out unchanged.
+    with temporary.open("w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -38,12 +39,13 @@ def failures_csv(header: Sequence[str], failed: Iterable[Outcome], *, delimiter:
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
     writer.writerow([*kept, ERROR_CODE_COLUMN, ERROR_MESSAGE_COLUMN])
     for outcome in failed:
-        text = (outcome.raw or b"").decode("utf-8", errors="replace").lstrip("\ufeff")
+        text = (outcome.raw or b"").decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
         parsed = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-        values = dict(zip(header, parsed, strict=False))
-        cells = [values.get(c, "") for c in kept]
-        if len(parsed) != len(header):  # a ragged row: keep every cell it had
-            cells = parsed[: len(kept)] + [""] * max(0, len(kept) - len(parsed))
+        if len(parsed) == len(header):
+            values = dict(zip(header, parsed, strict=True))
+            cells = [values[c] for c in kept]
+        else:  # a ragged row stays ragged, cells intact, so fed back it fails again
+            cells = parsed
         writer.writerow([*cells, outcome.error_code or "", outcome.error_message or ""])
     return out.getvalue()
 
@@ -52,7 +54,8 @@ def failures_jsonl(failed: Iterable[Outcome]) -> str:
     """Each original object with an `error` member ({"code", "message"})."""
     lines = []
     for outcome in failed:
-        text = (outcome.raw or b"").decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+        raw = (outcome.raw or b"").decode("utf-8", errors="surrogateescape")
+        text = raw.rstrip("\r\n").lstrip("\ufeff")
         error = {"code": outcome.error_code, "message": outcome.error_message}
         try:
             original: Any = json.loads(text)

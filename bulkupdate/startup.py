@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import BinaryIO
 
 import structlog
 
@@ -22,7 +23,7 @@ from bulkupdate.config import RunConfig
 from bulkupdate.domain import detect_encoding, load_fields
 from bulkupdate.engine import EngineSettings
 from bulkupdate.fingerprint import fingerprint_file, fingerprint_stream
-from bulkupdate.models import DateTimeEncoding, Field, FieldType
+from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.retry import RetryPolicy
 from bulkupdate.rows import ERROR_COLUMNS
 from bulkupdate.schema import BlankPolicy, ColumnMap, Schema
@@ -30,6 +31,7 @@ from bulkupdate.sources import Record, Source, open_source, open_stream
 
 log = structlog.get_logger("bulkupdate")
 PEEK_RECORDS = 20  # records read ahead to find case ids for DateTime detection
+START = ResumePoint()
 
 
 def performed_by(value: str | None) -> dict[str, str] | None:
@@ -38,26 +40,35 @@ def performed_by(value: str | None) -> dict[str, str] | None:
     return {"userArn": value} if value.startswith("arn:") else {"customEntity": value}
 
 
-def open_input(config: RunConfig, start_offset: int = 0, start_line: int = 1) -> tuple[str, Source]:
-    """(fingerprint, source positioned at the resume point)."""
+def fingerprint_input(config: RunConfig) -> tuple[str, str, BinaryIO | None]:
+    """(fingerprint, format, stream to read) of the input. Stdin can be read only once, so its
+    fingerprint comes with the stream that replays the bytes it took; files are re-opened."""
     if config.input == "-":
         fingerprint, stream = fingerprint_stream(sys.stdin.buffer)
-        source = open_stream(
-            stream,
+        return fingerprint, config.format or "csv", stream
+    with open_source(config.input, fmt=config.format, delimiter=config.delimiter) as probe:
+        return fingerprint_file(config.input), probe.fmt, None
+
+
+def open_input(
+    config: RunConfig, point: ResumePoint = START, stream: BinaryIO | None = None
+) -> Source:
+    """The input positioned at `point`: seeks in a plain file, re-reads and skips otherwise."""
+    if config.input == "-":
+        return open_stream(
+            stream or sys.stdin.buffer,
             name="-",
             fmt=config.format or "csv",
             delimiter=config.delimiter,
-            start_offset=start_offset,
+            start_offset=point.offset,
         )
-        return fingerprint, source
-    source = open_source(
+    return open_source(
         config.input,
         fmt=config.format,
         delimiter=config.delimiter,
-        start_offset=start_offset,
-        start_line=start_line,
+        start_offset=point.offset,
+        start_line=point.line,
     )
-    return fingerprint_file(config.input), source
 
 
 def peek(records: Iterator[Record]) -> tuple[list[Record], Iterator[Record]]:
