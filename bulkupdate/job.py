@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -21,38 +22,40 @@ from bulkupdate.dryrun import dry_run
 from bulkupdate.engine import Engine, RunEnd, RunResult
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
-from bulkupdate.models import RowStatus
+from bulkupdate.models import ResumePoint, RowStatus
 from bulkupdate.progress import ProgressSink
 from bulkupdate.report import summary_line, write_failures, write_summary
 from bulkupdate.startup import Job, fingerprint_input, open_input, peek
+from bulkupdate.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
 
 
-async def run_engine_with_signals(engine: Engine) -> RunResult:
-    """First SIGINT/SIGTERM drains (grace period), a second one stops at once."""
-    result: RunResult | None = None
-    async with anyio.create_task_group() as group:
+class SignalRelay:
+    """SIGINT/SIGTERM for the whole run. Before the engine exists a signal cancels start-up
+    (the run ends interrupted); then the first one drains, a second one stops at once."""
 
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if engine.stopping:
-                        log.warning("stop_forced", signal=signal.Signals(signum).name)
-                        engine.force_stop()
-                    else:
-                        log.warning(
-                            "stop_requested",
-                            signal=signal.Signals(signum).name,
-                            grace_period_s=engine.grace_period_s,
-                        )
-                        engine.request_stop(RunEnd.INTERRUPTED)
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.startup = anyio.CancelScope()
 
-        group.start_soon(watch_signals)
-        result = await engine.run()
-        group.cancel_scope.cancel()
-    assert result is not None
-    return result
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def watch(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                engine = self.engine
+                if engine is None:
+                    log.warning("stop_requested", signal=name, during="start-up")
+                    self.startup.cancel()
+                elif engine.stopping:
+                    log.warning("stop_forced", signal=name)
+                    engine.force_stop()
+                else:
+                    log.warning("stop_requested", signal=name, grace_period_s=engine.grace_period_s)
+                    engine.request_stop(RunEnd.INTERRUPTED)
 
 
 async def run(config: RunConfig, *, progress: ProgressSink) -> int:
@@ -61,14 +64,29 @@ async def run(config: RunConfig, *, progress: ProgressSink) -> int:
     if config.dry_run:
         return await dry_run(job)
     store: CheckpointStore = SqliteCheckpointStore(config.checkpoint)
+    relay = SignalRelay()
+    failure: Exception | None = None
+    code = EXIT_ABORTED
     try:
-        return await _run_with_store(job, store, progress)
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay.watch)
+            try:
+                code = await _run_with_store(job, store, progress, relay)
+            except Exception as error:  # noqa: BLE001 - re-raised below, unwrapped
+                failure = error
+            group.cancel_scope.cancel()
     finally:
         await store.close()
+    if failure is not None:
+        raise failure
+    return code
 
 
-async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSink) -> int:
+async def _run_with_store(
+    job: Job, store: CheckpointStore, progress: ProgressSink, relay: SignalRelay
+) -> int:
     config = job.config
+    started_s = job.clock.now_s()
     fingerprint, fmt, stream = fingerprint_input(config)
     identity = JobIdentity(config.job_name, config.input, fingerprint, fmt)
     state = await store.open(identity, restart=config.restart)
@@ -84,30 +102,39 @@ async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSi
     end_state, summary = RunState.ABORTED, {}
     try:
         source = open_input(config, point, stream)
-        with source:
+        async with AsyncExitStack() as stack:
+            stack.enter_context(source)
             head, records = peek(iter(source))
             try:
-                async with job.connect(source, head) as (api, columns):
-                    engine = Engine(
-                        job.settings(),
-                        api=api,
-                        store=store,
-                        clock=job.clock,
-                        columns=columns,
-                        records=records,
-                        resume_point=point,
-                        resolved_offsets=state.resolved_offsets,
-                        on_event=progress.event,
-                    )
-                    progress.start(total_bytes=source.size_bytes, done_bytes=point.offset)
-                    result = await run_engine_with_signals(engine)
-                    progress.close()
+                with relay.startup:
+                    api, columns = await stack.enter_async_context(job.connect(source, head))
             except CallError as error:  # the domain could not be read: nothing was sent
-                summary = {"abort": f"{error.code}: {error.message}"}
+                summary = _startup_summary(job, started_s, RunState.ABORTED, point, error)
                 log.error(
                     "run_aborted", code=error.code, message=error.message, fix=_fix_hint(error)
                 )
+                _report(config, summary)
                 return EXIT_ABORTED
+            if relay.startup.cancelled_caught:
+                end_state = RunState.INTERRUPTED
+                summary = _startup_summary(job, started_s, end_state, point, None)
+                _report(config, summary)
+                return EXIT_INTERRUPTED
+            engine = Engine(
+                job.settings(),
+                api=api,
+                store=store,
+                clock=job.clock,
+                columns=columns,
+                records=records,
+                resume_point=point,
+                resolved_offsets=state.resolved_offsets,
+                on_event=progress.event,
+            )
+            relay.attach(engine)
+            progress.start(total_bytes=source.size_bytes, done_bytes=point.offset)
+            result = await engine.run()
+            progress.close()
         end_state = RunState(result.end.value)
         status = await store.status()
         summary = _summary(result, status.totals, end_state)
@@ -124,13 +151,28 @@ async def _run_with_store(job: Job, store: CheckpointStore, progress: ProgressSi
         write_failures(
             config.failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
         )
-        summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
-        if config.summary:
-            write_summary(config.summary, summary)
-        print(summary_line(summary), file=sys.stderr)
+        _report(config, summary)
         return _exit_code(result.end, status.totals)
     finally:
         await store.finish_run(end_state.value, summary)
+
+
+def _report(config: RunConfig, summary: dict[str, Any]) -> None:
+    summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
+    if config.summary:
+        write_summary(config.summary, summary)
+    print(summary_line(summary), file=sys.stderr)
+
+
+def _startup_summary(
+    job: Job, started_s: float, end: RunState, point: ResumePoint, error: CallError | None
+) -> dict[str, Any]:
+    """The summary of a run that ended before its engine started: nothing read, nothing sent."""
+    summary = RunStats().summary(job.clock.now_s() - started_s)
+    summary.update(end=end.value, pending=0, resume_offset=point.offset)
+    if error is not None:
+        summary["abort"] = f"{error.code}: {error.message}"
+    return summary
 
 
 def _summary(result: RunResult, totals: Mapping[RowStatus, int], end: RunState) -> dict[str, Any]:

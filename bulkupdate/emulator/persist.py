@@ -28,7 +28,7 @@ def snapshot(service: CasesService) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
         "domains": [dataclasses.asdict(domain) for domain in service.domains.values()],
-        "updates": service.updates,
+        "updates": list(service.updates),
     }
 
 
@@ -52,7 +52,8 @@ def restore(service: CasesService, document: dict[str, Any]) -> None:
             client_tokens=raw["client_tokens"],
         )
         service.domains[domain.domain_id] = domain
-    service.updates[:] = document["updates"]
+    service.updates.clear()
+    service.updates.extend(document["updates"])
 
 
 def save(service: CasesService, path: Path) -> None:

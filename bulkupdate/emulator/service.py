@@ -34,6 +34,7 @@ from bulkupdate.emulator.records import (
     check_value,
 )
 from bulkupdate.emulator.search import matches
+from bulkupdate.emulator.updatelog import UpdateLog
 
 Params = dict[str, Any]
 MAX_DOMAINS = 5
@@ -82,7 +83,7 @@ class CasesService:
         self.region = region
         self.account_id = account_id
         self.domains: dict[str, DomainRecord] = {}
-        self.updates: list[dict[str, Any]] = []  # every applied UpdateCase, in apply order
+        self.updates = UpdateLog()  # every applied UpdateCase, in apply order
 
     # -- building blocks (also used for seeding) --------------------------------------------
 
@@ -398,14 +399,7 @@ class CasesService:
                 case.values[field_id] = value
         case.updated_s = self.wall_s()
         self.updates.append(
-            {
-                "seq": len(self.updates) + 1,
-                "domainId": domain.domain_id,
-                "caseId": case.case_id,
-                "fields": p["fields"],
-                "performedBy": p.get("performedBy"),
-                "time": case.updated_s,
-            }
+            domain.domain_id, case.case_id, p["fields"], p.get("performedBy"), case.updated_s
         )
         return {}
 
