@@ -142,6 +142,9 @@ class Emulator:
         except ServiceError as error:
             self.counters[operation][error.code] += 1
             return _error_response(error)
+        except web.HTTPException as error:  # e.g. 413 from aiohttp: still answered as AWS would
+            self.counters[operation]["SerializationException"] += 1
+            return _error_response(SerializationError(error.reason), status=error.status)
         except Exception:
             log.exception("emulator failure in %s", operation)
             self.counters[operation]["InternalServerException"] += 1
@@ -221,14 +224,14 @@ class Emulator:
         return web.Response(status=500)
 
 
-def _error_response(error: ServiceError) -> web.Response:
+def _error_response(error: ServiceError, *, status: int | None = None) -> web.Response:
     headers = {
         "x-amzn-RequestId": str(uuid.uuid4()),
         "x-amzn-ErrorType": error.code,
         **error.headers(),
     }
     return web.Response(
-        status=error.status,
+        status=status or error.status,
         body=json.dumps(error.body()).encode(),
         content_type=_JSON,
         headers=headers,

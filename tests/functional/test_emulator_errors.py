@@ -4,6 +4,7 @@ class, the status code, the x-amzn-ErrorType header and the parsed extra members
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -286,3 +287,28 @@ async def test_update_case_rejects_what_the_service_rejects(
         await raw_client.update_case(domainId="demo", caseId=CASE, fields=fields)
     assert fragment in raised.value.response["Error"]["Message"]
     assert emulator.service.updates == []
+
+
+async def test_an_oversized_body_gets_a_json_error_not_an_html_page(emulator: Emulator) -> None:
+    header = (
+        "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/cases/aws4_request, "
+        "SignedHeaders=host, Signature=abc"
+    )
+
+    async def body() -> AsyncIterator[bytes]:  # streamed: 17 MiB, over the 16 MiB limit
+        yield b'{"fields": ['
+        for _ in range(17):
+            yield b" " * (1024 * 1024)
+        yield b"]}"
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(
+            f"{emulator.url}/domains/demo/cases/{CASE}",
+            data=body(),
+            headers={"Authorization": header},
+        ) as response,
+    ):
+        assert response.status == 413
+        assert response.headers["x-amzn-ErrorType"] == "SerializationException"
+        assert (await response.json())["message"]
