@@ -28,15 +28,17 @@ async def with_retries(
     call: Callable[[], Awaitable[T]], *, clock: Clock, policy: RetryPolicy, rng: random.Random
 ) -> T:
     """Start-up calls share the engine's rules: throttles and 5xx retried, the rest raised."""
-    attempt = 0
+    failures = {ErrorKind.THROTTLED: 0, ErrorKind.TRANSIENT: 0}  # throttles never use up attempts
     while True:
-        attempt += 1
         try:
             return await call()
         except CallError as error:
-            if error.kind in (ErrorKind.ROW, ErrorKind.SYSTEMIC):
+            if error.kind not in failures:
                 raise
-            decision = policy.decide(error.kind, attempt, error.retry_after_s, rng.random())
+            failures[error.kind] += 1
+            decision = policy.decide(
+                error.kind, failures[error.kind], error.retry_after_s, rng.random()
+            )
             if isinstance(decision, GiveUp):
                 raise
             await clock.sleep(decision.delay_s)

@@ -42,7 +42,7 @@ async def dry_run(job: Job) -> int:
                     unchanged += 1
             else:
                 failed.append(item)
-    write_failures(
+    await write_failures(
         config.failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
     )
     estimate_s = max(0.0, to_send - config.burst) / config.rate

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 import anyio
@@ -49,6 +49,14 @@ class EngineSettings:
     flush_interval_s: float
     performed_by: dict[str, str] | None = None
     max_pending_rows: int = 0  # read-ahead cap; 0 = derived from concurrency
+
+
+class _Next(Enum):
+    """What a worker does after a failed call."""
+
+    RETRY = "retry"  # sleep the delay, then pass the gate again
+    RESOLVED = "resolved"  # the row failed for good; its case's next row may go
+    STOP = "stop"  # the run is stopping: the row stays pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +98,9 @@ class Engine:
         self._policy = RetryPolicy(max_attempts=settings.max_attempts)
         self.gate = RateGate(settings.rate_per_s, settings.burst, clock)
         self.stats = RunStats()
-        self._lanes: CaseLanes[Row] = CaseLanes()
+        self._lanes: CaseLanes[Row | Outcome] = CaseLanes()
+        # Records before this offset were resolved by earlier runs (a re-read stream).
+        self._skip_before = resume_point.offset
         self._frontier = Frontier(resume_point)
         self._batch: list[Outcome] = []
         self._flush_lock = anyio.Lock()
@@ -99,6 +109,7 @@ class Engine:
         self._end = RunEnd.FINISHED
         self._abort: CallError | None = None
         self._stopping = False
+        self._finished = False  # run() has returned or is flushing for the last time
         self._calls: set[anyio.CancelScope] = set()
         self._work: anyio.CancelScope | None = None
         self._outer: TaskGroup | None = None
@@ -115,7 +126,7 @@ class Engine:
 
     def request_stop(self, end: RunEnd = RunEnd.INTERRUPTED) -> None:
         """Stop reading and dispatching now; calls in flight get the grace period to finish."""
-        if self._stopping:
+        if self._stopping or self._finished:
             return
         self._stopping = True
         self._end = end
@@ -139,22 +150,30 @@ class Engine:
 
     async def run(self) -> RunResult:
         started_s = self._clock.now_s()
-        async with anyio.create_task_group() as outer:
-            self._outer = outer
-            outer.start_soon(self._flush_every_interval)
-            with anyio.CancelScope() as work:
-                self._work = work
-                if self._stopping:
-                    work.cancel()
-                send, receive = anyio.create_memory_object_stream[Row](self._settings.concurrency)
-                async with anyio.create_task_group() as workers:
-                    workers.start_soon(self._read, send)
-                    for _ in range(self._settings.concurrency):
-                        workers.start_soon(self._worker, receive.clone())
-                    receive.close()
-            outer.cancel_scope.cancel()
-        self._lanes.drain()  # parked rows stay unresolved: pending for the next run
-        await self._flush()
+        try:
+            async with anyio.create_task_group() as outer:
+                self._outer = outer
+                outer.start_soon(self._flush_every_interval)
+                with anyio.CancelScope() as work:
+                    self._work = work
+                    if self._stopping:
+                        work.cancel()
+                    send, receive = anyio.create_memory_object_stream[Row](
+                        self._settings.concurrency
+                    )
+                    async with anyio.create_task_group() as workers:
+                        workers.start_soon(self._read, send)
+                        for _ in range(self._settings.concurrency):
+                            workers.start_soon(self._worker, receive.clone())
+                        receive.close()
+                outer.cancel_scope.cancel()
+        finally:
+            # Whatever ended the run, what the service acknowledged reaches the checkpoint.
+            self._finished = True
+            self._outer = None
+            self._lanes.drain()  # parked rows stay unresolved: pending for the next run
+            with anyio.CancelScope(shield=True):
+                await self._flush()
         return RunResult(
             self._end,
             self.stats,
@@ -181,10 +200,14 @@ class Engine:
                         continue
                     stats.read += 1
                     frontier.read(record.offset, record.line, end)
-                    if isinstance(item, Outcome):
-                        self._resolve(item)
+                    if isinstance(item, Outcome) and not item.case_id:
+                        self._resolve(item)  # no case: no order to keep
                     elif self._lanes.admit(item.case_id, item):
-                        await send.send(item)
+                        if isinstance(item, Row):
+                            await send.send(item)
+                        else:  # resolved locally; its case was idle, so nothing waits on it
+                            self._resolve(item)
+                            self._lanes.release(item.case_id)
 
     def _next_chunk(self) -> list[tuple[Record, Row | Outcome | None]]:
         """In a worker thread: parse and coerce up to READ_CHUNK records (None: resolved before).
@@ -193,7 +216,12 @@ class Engine:
         """
         chunk: list[tuple[Record, Row | Outcome | None]] = []
         resolved_before, columns = self._resolved_before, self._columns
+        skip_before = self._skip_before
         for record in self._records:
+            if self._stopping:
+                break
+            if record.offset < skip_before:
+                continue  # before the resume point of a re-read stream: resolved earlier
             if record.offset in resolved_before:
                 chunk.append((record, None))
                 continue
@@ -208,11 +236,14 @@ class Engine:
     async def _worker(self, receive: MemoryObjectReceiveStream[Row]) -> None:
         async with receive:
             async for first in receive:
-                row: Row | None = first
-                while row is not None:
-                    if not await self._process(row):
-                        return  # stopping: the row stays pending
-                    row = self._lanes.release(row.case_id)
+                item: Row | Outcome | None = first
+                while item is not None:
+                    if isinstance(item, Row):
+                        if not await self._process(item):
+                            return  # stopping: the row stays pending
+                    else:  # resolved locally, parked behind an earlier row of its case
+                        self._resolve(item)
+                    item = self._lanes.release(item.case_id)
 
     async def _process(self, row: Row) -> bool:
         """Send until the row is resolved (True) or the run stops first (False)."""
@@ -220,60 +251,72 @@ class Engine:
             sent_s = await self.gate.pass_()
             if self._stopping:
                 return False
-            error = await self._send(row, sent_s)
-            if error is None:
+            answer = await self._send(row, sent_s)
+            if answer is True:
                 return True
-            delay_s = self._handle(row, error, sent_s)
-            if delay_s is None:
-                return not self._stopping or error.kind is not ErrorKind.SYSTEMIC
+            if answer is False:
+                return False  # abandoned mid-call by a forced stop
+            step, delay_s = self._after_failure(row, answer, sent_s)
+            if step is _Next.RESOLVED:
+                return True
+            if step is _Next.STOP:
+                return False
             if delay_s > 0:
                 await self._clock.sleep(delay_s)
         return False
 
-    async def _send(self, row: Row, sent_s: float) -> CallError | None:
-        """One UpdateCase call, shielded: a stop lets it finish (within the grace period)."""
+    async def _send(self, row: Row, sent_s: float) -> bool | CallError:
+        """One UpdateCase call, shielded: a stop lets it finish (within the grace period).
+
+        True: accepted and resolved. A CallError: refused. False: abandoned by a forced stop,
+        so the service may or may not have applied it; the row stays pending.
+        """
+        stats = self.stats
         with anyio.CancelScope(shield=True) as scope:
             self._calls.add(scope)
+            row.attempts += 1
+            stats.calls += 1
+            if row.attempts > 1:
+                stats.retried += 1
             try:
-                row.attempts += 1
-                self.stats.calls += 1
-                if row.attempts > 1:
-                    self.stats.retried += 1
                 await self._api.update_case(row.case_id, row.fields, self._settings.performed_by)
             except CallError as error:
-                self.stats.record_latency(self._clock.now_s() - sent_s)
+                stats.record_latency(self._clock.now_s() - sent_s)
                 return error
             finally:
                 self._calls.discard(scope)
             now_s = self._clock.now_s()
-            self.stats.record_latency(now_s - sent_s)
-            self.stats.record_accept(now_s)
+            stats.record_latency(now_s - sent_s)
+            stats.record_accept(now_s)
             self.gate.accepted(sent_s)
             self._resolve(row.outcome(RowStatus.DONE))
-            return None
-        # Cancelled mid-call (forced stop): the service may or may not have applied it.
-        return CallError(ErrorKind.SYSTEMIC, "Cancelled", "stopped while the call was in flight")
+            return True
+        return False
 
-    def _handle(self, row: Row, error: CallError, sent_s: float) -> float | None:
-        """After a failed call: the delay before retrying, or None when the row is done with."""
-        if error.code == "Cancelled":
-            return None
-        if error.kind is ErrorKind.THROTTLED:
-            self.stats.throttles += 1
-            self.gate.throttled(sent_s)
-        elif error.kind is ErrorKind.SYSTEMIC:
+    def _after_failure(self, row: Row, error: CallError, sent_s: float) -> tuple[_Next, float]:
+        kind = error.kind
+        if kind is ErrorKind.SYSTEMIC:
             self._abort = error
             self._on_event("run_aborting", {"code": error.code, "message": error.message})
             self.request_stop(RunEnd.ABORTED)
-            return None
-        decision = self._policy.decide(
-            error.kind, row.attempts, error.retry_after_s, self._random.random()
-        )
+            return _Next.STOP, 0.0
+        if kind is ErrorKind.THROTTLED:
+            # Throttles never count against --max-attempts: only 5xx/timeouts do.
+            self.stats.throttles += 1
+            row.throttles += 1
+            self.gate.throttled(sent_s)
+            attempt = row.throttles
+        elif kind is ErrorKind.TRANSIENT:
+            row.transient_failures += 1
+            attempt = row.transient_failures
+        else:
+            attempt = 1
+        decision = self._policy.decide(kind, attempt, error.retry_after_s, self._random.random())
         if isinstance(decision, GiveUp):
-            code = decision.reason if error.kind is ErrorKind.TRANSIENT else error.code
+            code = decision.reason if kind is ErrorKind.TRANSIENT else error.code
             self._resolve(row.outcome(RowStatus.FAILED, code, f"{error.code}: {error.message}"))
-            return None
-        return decision.delay_s
+            return _Next.RESOLVED, 0.0
+        return _Next.RETRY, decision.delay_s
 
     def _resolve(self, outcome: Outcome) -> None:
         self._batch.append(outcome)

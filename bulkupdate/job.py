@@ -22,10 +22,10 @@ from bulkupdate.dryrun import dry_run
 from bulkupdate.engine import Engine, RunEnd, RunResult
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
-from bulkupdate.models import ResumePoint, RowStatus
+from bulkupdate.models import RowStatus
 from bulkupdate.progress import ProgressSink
 from bulkupdate.report import summary_line, write_failures, write_summary
-from bulkupdate.startup import Job, fingerprint_input, open_input, peek
+from bulkupdate.startup import START, Job, fingerprint_input, open_input, peek
 from bulkupdate.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
@@ -38,9 +38,18 @@ class SignalRelay:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.startup = anyio.CancelScope()
+        self.requested = False  # a signal came before the engine existed
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
+        if self.requested:  # arrived between start-up and now: honour it
+            engine.request_stop(RunEnd.INTERRUPTED)
+
+    def detach(self) -> None:
+        """The engine has finished: a late signal can no longer change how the run ended."""
+        self.engine = None
+        self.startup = anyio.CancelScope()
+        self.startup.cancel()
 
     async def watch(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -48,7 +57,8 @@ class SignalRelay:
                 name = signal.Signals(signum).name
                 engine = self.engine
                 if engine is None:
-                    log.warning("stop_requested", signal=name, during="start-up")
+                    log.warning("stop_requested", signal=name, during="start-up or wrap-up")
+                    self.requested = True
                     self.startup.cancel()
                 elif engine.stopping:
                     log.warning("stop_forced", signal=name)
@@ -85,41 +95,43 @@ async def run(config: RunConfig, *, progress: ProgressSink) -> int:
 async def _run_with_store(
     job: Job, store: CheckpointStore, progress: ProgressSink, relay: SignalRelay
 ) -> int:
+    """Validate everything that can be validated (input header, domain, columns) before the
+    checkpoint is opened, so a bad run neither sends nor records anything (--restart included)."""
     config = job.config
     started_s = job.clock.now_s()
-    fingerprint, fmt, stream = fingerprint_input(config)
-    identity = JobIdentity(config.job_name, config.input, fingerprint, fmt)
-    state = await store.open(identity, restart=config.restart)
-    point = state.resume_point
-    log.info(
-        "run_started",
-        input=config.input,
-        checkpoint=config.checkpoint,
-        run=state.runs,
-        resume_offset=point.offset,
-        resume_line=point.line,
-    )
     end_state, summary = RunState.ABORTED, {}
-    try:
-        source = open_input(config, point, stream)
-        async with AsyncExitStack() as stack:
-            stack.enter_context(source)
-            head, records = peek(iter(source))
-            try:
-                with relay.startup:
-                    api, columns = await stack.enter_async_context(job.connect(source, head))
-            except CallError as error:  # the domain could not be read: nothing was sent
-                summary = _startup_summary(job, started_s, RunState.ABORTED, point, error)
-                log.error(
-                    "run_aborted", code=error.code, message=error.message, fix=_fix_hint(error)
-                )
-                _report(config, summary)
-                return EXIT_ABORTED
-            if relay.startup.cancelled_caught:
-                end_state = RunState.INTERRUPTED
-                summary = _startup_summary(job, started_s, end_state, point, None)
-                _report(config, summary)
-                return EXIT_INTERRUPTED
+    log.info("run_starting", input=config.input, domain_id=config.domain_id)
+    async with AsyncExitStack() as stack:
+        try:
+            with relay.startup:
+                fingerprint, fmt, stream = await anyio.to_thread.run_sync(fingerprint_input, config)
+                probe = stack.enter_context(open_input(config, START, stream))
+                head, records = peek(iter(probe))
+                api, columns = await stack.enter_async_context(job.connect(probe, head))
+        except CallError as error:  # the domain could not be read: nothing was sent
+            summary = _startup_summary(job, started_s, RunState.ABORTED, error)
+            log.error("run_aborted", code=error.code, message=error.message, fix=_fix_hint(error))
+            _report(config, summary)
+            return EXIT_ABORTED
+        if relay.startup.cancelled_caught:
+            _report(config, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
+            return EXIT_INTERRUPTED
+        identity = JobIdentity(config.job_name, config.input, fingerprint, fmt)
+        state = await store.open(identity, restart=config.restart)
+        point = state.resume_point
+        source = probe
+        if point.offset > 0 and probe.seekable:  # jump straight to the first pending record
+            source = stack.enter_context(open_input(config, point))
+            records = iter(source)
+        log.info(
+            "run_started",
+            input=config.input,
+            checkpoint=config.checkpoint,
+            run=state.runs,
+            resume_offset=point.offset,
+            resume_line=point.line,
+        )
+        try:
             engine = Engine(
                 job.settings(),
                 api=api,
@@ -133,28 +145,34 @@ async def _run_with_store(
             )
             relay.attach(engine)
             progress.start(total_bytes=source.size_bytes, done_bytes=point.offset)
-            result = await engine.run()
-            progress.close()
-        end_state = RunState(result.end.value)
-        status = await store.status()
-        summary = _summary(result, status.totals, end_state)
-        if result.abort is not None:
-            summary["abort"] = f"{result.abort.code}: {result.abort.message}"
-            log.error(
-                "run_aborted",
-                code=result.abort.code,
-                message=result.abort.message,
-                fix=_fix_hint(result.abort),
-                pending=summary["pending"],
+            try:
+                result = await engine.run()
+            finally:
+                relay.detach()
+                progress.close()
+            end_state = RunState(result.end.value)
+            status = await store.status()
+            summary = _summary(result, status.totals, end_state)
+            if result.abort is not None:
+                summary["abort"] = f"{result.abort.code}: {result.abort.message}"
+                log.error(
+                    "run_aborted",
+                    code=result.abort.code,
+                    message=result.abort.message,
+                    fix=_fix_hint(result.abort),
+                    pending=summary["pending"],
+                )
+            await write_failures(
+                config.failures,
+                source.fmt,
+                store.failed_rows(),
+                header=source.header,
+                delimiter=config.delimiter,
             )
-        failed = [o async for o in store.failed_rows()]
-        write_failures(
-            config.failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
-        )
-        _report(config, summary)
-        return _exit_code(result.end, status.totals)
-    finally:
-        await store.finish_run(end_state.value, summary)
+            _report(config, summary)
+            return _exit_code(result.end, status.totals)
+        finally:
+            await store.finish_run(end_state.value, summary)
 
 
 def _report(config: RunConfig, summary: dict[str, Any]) -> None:
@@ -165,11 +183,11 @@ def _report(config: RunConfig, summary: dict[str, Any]) -> None:
 
 
 def _startup_summary(
-    job: Job, started_s: float, end: RunState, point: ResumePoint, error: CallError | None
+    job: Job, started_s: float, end: RunState, error: CallError | None
 ) -> dict[str, Any]:
     """The summary of a run that ended before its engine started: nothing read, nothing sent."""
     summary = RunStats().summary(job.clock.now_s() - started_s)
-    summary.update(end=end.value, pending=0, resume_offset=point.offset)
+    summary.update(end=end.value, pending=None)
     if error is not None:
         summary["abort"] = f"{error.code}: {error.message}"
     return summary

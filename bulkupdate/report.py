@@ -10,34 +10,63 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+import anyio
 
 from bulkupdate.models import Outcome
+from bulkupdate.rows import CSV_ERROR_COLUMNS, JSON_ERROR_MEMBER
 
 ERROR_CODE_COLUMN = "error_code"
 ERROR_MESSAGE_COLUMN = "error_message"
-JSON_ERROR_MEMBER = "error"
+
+
+PAGE_ROWS = 500  # failed rows formatted per write: memory stays flat on huge failure counts
+
+
+def _temporary(path: str) -> Path:
+    target = Path(path)
+    return target.with_name(f".{target.name}.tmp")
+
+
+def _open_text(path: Path) -> TextIO:
+    # surrogateescape: bytes that were not UTF-8 in the input go back out unchanged.
+    return path.open("w", encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def _finish(handle: TextIO, temporary: Path, path: str) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    temporary.replace(path)
 
 
 def _atomic_write(path: str, text: str) -> None:
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.tmp")
-    # surrogateescape: bytes that were not UTF-8 in the input go back out unchanged.
-    with temporary.open("w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(target)
+    temporary = _temporary(path)
+    handle = _open_text(temporary)
+    handle.write(text)
+    _finish(handle, temporary, path)
 
 
-def failures_csv(header: Sequence[str], failed: Iterable[Outcome], *, delimiter: str = ",") -> str:
-    """The original columns (minus earlier error columns) plus error_code and error_message."""
-    kept = [c for c in header if c not in (ERROR_CODE_COLUMN, ERROR_MESSAGE_COLUMN)]
+def _csv_lines(rows: Iterable[Sequence[str]], delimiter: str) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
-    writer.writerow([*kept, ERROR_CODE_COLUMN, ERROR_MESSAGE_COLUMN])
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def failures_csv_header(header: Sequence[str], delimiter: str = ",") -> str:
+    kept = [c for c in header if c not in CSV_ERROR_COLUMNS]
+    return _csv_lines([[*kept, ERROR_CODE_COLUMN, ERROR_MESSAGE_COLUMN]], delimiter)
+
+
+def failures_csv_rows(
+    header: Sequence[str], failed: Iterable[Outcome], delimiter: str = ","
+) -> str:
+    """The original cells (minus earlier error columns) plus error_code and error_message."""
+    kept = [c for c in header if c not in CSV_ERROR_COLUMNS]
+    rows = []
     for outcome in failed:
         text = (outcome.raw or b"").decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
         parsed = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
@@ -46,8 +75,8 @@ def failures_csv(header: Sequence[str], failed: Iterable[Outcome], *, delimiter:
             cells = [values[c] for c in kept]
         else:  # a ragged row stays ragged, cells intact, so fed back it fails again
             cells = parsed
-        writer.writerow([*cells, outcome.error_code or "", outcome.error_message or ""])
-    return out.getvalue()
+        rows.append([*cells, outcome.error_code or "", outcome.error_message or ""])
+    return _csv_lines(rows, delimiter)
 
 
 def failures_jsonl(failed: Iterable[Outcome]) -> str:
@@ -69,18 +98,47 @@ def failures_jsonl(failed: Iterable[Outcome]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def write_failures(
+async def write_failures(
     path: str,
     fmt: str,
-    failed: Sequence[Outcome],
+    failed: AsyncIterable[Outcome] | Iterable[Outcome],
     *,
     header: Sequence[str] | None,
     delimiter: str = ",",
 ) -> None:
-    if fmt == "csv":
-        _atomic_write(path, failures_csv(header or (), failed, delimiter=delimiter))
+    """Write the failures file page by page to a temporary file, then rename it into place."""
+    temporary = _temporary(path)
+    handle = await anyio.to_thread.run_sync(_open_text, temporary)
+    try:
+
+        def render(page: list[Outcome]) -> str:
+            if fmt == "csv":
+                return failures_csv_rows(header or (), page, delimiter)
+            return failures_jsonl(page)
+
+        if fmt == "csv":
+            await anyio.to_thread.run_sync(
+                handle.write, failures_csv_header(header or (), delimiter)
+            )
+        page: list[Outcome] = []
+        async for outcome in _aiter(failed):
+            page.append(outcome)
+            if len(page) >= PAGE_ROWS:
+                await anyio.to_thread.run_sync(handle.write, render(page))
+                page = []
+        await anyio.to_thread.run_sync(handle.write, render(page))
+        await anyio.to_thread.run_sync(_finish, handle, temporary, path)
+    finally:
+        handle.close()
+
+
+async def _aiter(items: AsyncIterable[Outcome] | Iterable[Outcome]) -> AsyncIterator[Outcome]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
     else:
-        _atomic_write(path, failures_jsonl(failed))
+        for item in items:
+            yield item
 
 
 def write_summary(path: str, summary: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bulkupdate.framing import Record
 from bulkupdate.models import Outcome, RowStatus
 from bulkupdate.schema import (
     MAX_FIELDS_PER_UPDATE,
@@ -18,10 +19,12 @@ from bulkupdate.schema import (
     RowRejectedError,
     build_update,
 )
-from bulkupdate.sources import Record
 
-# Columns a failures file adds; they are ignored when that file is fed back as input.
-ERROR_COLUMNS = frozenset({"error_code", "error_message", "error"})
+# What a failures file adds, ignored when it is fed back as input: two CSV columns, and a
+# JSONL `error` member holding {"code", "message"} (a plain `error` column is a field name).
+CSV_ERROR_COLUMNS = frozenset({"error_code", "error_message"})
+JSON_ERROR_MEMBER = "error"
+_ERROR_KEYS = CSV_ERROR_COLUMNS | {JSON_ERROR_MEMBER}
 _UNION_MEMBERS = ("stringValue", "doubleValue", "booleanValue", "userArnValue")
 
 
@@ -34,7 +37,9 @@ class Row:
     case_id: str
     fields: list[FieldUpdate]
     raw: bytes
-    attempts: int = 0
+    attempts: int = 0  # calls made, of any outcome
+    throttles: int = 0  # of those, throttled: they never use up --max-attempts
+    transient_failures: int = 0  # 5xx, timeouts, dropped connections
 
     def outcome(
         self, status: RowStatus, code: str | None = None, message: str | None = None
@@ -78,7 +83,7 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
             "missing_case_id",
             f"line {record.line}: no case id in column {columns.case_id_column!r}",
         )
-    cells = {k: v for k, v in values.items() if k not in ERROR_COLUMNS}
+    cells = _without_error_keys(values) if values.keys() & _ERROR_KEYS else values
     try:
         fields = build_update(cells, columns)
     except RowRejectedError as error:
@@ -92,6 +97,15 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
         if problem is not None:
             return rejected(record, case_id, problem[0], f"line {record.line}: {problem[1]}")
     return Row(record.offset, record.line, case_id, fields, record.raw)
+
+
+def _without_error_keys(values: dict[str, Any]) -> dict[str, Any]:
+    def added_by_us(key: str, value: Any) -> bool:
+        if key in CSV_ERROR_COLUMNS:
+            return True
+        return isinstance(value, dict) and value.keys() <= {"code", "message"}
+
+    return {k: v for k, v in values.items() if not added_by_us(k, v)}
 
 
 def _add_clears(

@@ -25,7 +25,7 @@ from bulkupdate.engine import EngineSettings
 from bulkupdate.fingerprint import fingerprint_file, fingerprint_stream
 from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.retry import RetryPolicy
-from bulkupdate.rows import ERROR_COLUMNS
+from bulkupdate.rows import CSV_ERROR_COLUMNS
 from bulkupdate.schema import BlankPolicy, ColumnMap, Schema
 from bulkupdate.sources import Record, Source, open_source, open_stream
 
@@ -144,7 +144,7 @@ class Job:
 
     def columns(self, schema: Schema, source: Source) -> ColumnMap:
         if source.header is not None:
-            header = [c for c in source.header if c not in ERROR_COLUMNS]
+            header = [c for c in source.header if c not in CSV_ERROR_COLUMNS]
             return schema.resolve_header(header, self.config.case_id_column, path=source.path)
         return schema.column_map(self.config.case_id_column)
 

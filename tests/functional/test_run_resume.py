@@ -577,15 +577,16 @@ async def test_sigterm_during_start_up_exits_interrupted(tmp_path: Path) -> None
     async with emulator(5, faults=slow_schema) as emu:
         job = Job(tmp_path, emu.url, make_rows(20, 5, seed=15))
         async with child(job.argv(), job.environment(), tmp_path) as process:
-            await wait_until(lambda: "run_started" in process.stderr(), "the run to start")
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: "run_starting" in process.stderr(), "the run to start")
+            await asyncio.sleep(0.5)
             process.send(signal.SIGTERM)
             stopped = await process.wait()
         # Let the slow ListFields finish, so the emulator stops at once.
         await wait_until(lambda: emu.counters["ListFields"]["ok"] > 0, "ListFields", 5)
         assert stopped.returncode == EXIT_INTERRUPTED, (stopped.returncode, stopped.stderr)
         assert update_calls(emu) == 0
-        assert (await status(job))["last_run"]["state"] == "interrupted"
+        # Start-up had not validated the job yet, so the checkpoint was never opened.
+        assert not job.checkpoint.exists()
 
 
 # --- 3. Systemic errors abort, leave rows pending, and resume -------------------------------------

@@ -1,0 +1,131 @@
+"""The engine with working fakes (FakeCasesApi, MemoryCheckpointStore): retries, ordering of
+local outcomes, systemic abort and late stop requests. No sockets, no real service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from bulkupdate.cases import FakeCasesApi
+from bulkupdate.checkpoint import JobIdentity, MemoryCheckpointStore
+from bulkupdate.clock import MonotonicClock
+from bulkupdate.engine import Engine, EngineSettings, RunEnd
+from bulkupdate.errors import CallError, ErrorKind
+from bulkupdate.framing import Record
+from bulkupdate.models import Field, FieldType, Outcome, ResumePoint, RowStatus
+from bulkupdate.schema import Schema
+
+FIELDS = [Field("vip", "VIP", FieldType.BOOLEAN), Field("total", "Total", FieldType.NUMBER)]
+THROTTLED = CallError(ErrorKind.THROTTLED, "ThrottlingException", "Rate exceeded")
+SERVER_ERROR = CallError(ErrorKind.TRANSIENT, "InternalServerException", "oops", retry_after_s=0)
+DENIED = CallError(ErrorKind.SYSTEMIC, "AccessDeniedException", "no")
+
+
+def records(rows: Sequence[dict[str, Any]]) -> list[Record]:
+    return [
+        Record(line=i + 2, offset=i * 10, end_offset=i * 10 + 10, raw=b"x\n", values=dict(r))
+        for i, r in enumerate(rows)
+    ]
+
+
+class RecordingStore(MemoryCheckpointStore):
+    """Keeps every committed batch, in commit order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[Outcome]] = []
+
+    async def commit(self, outcomes: Sequence[Outcome], *args: Any, **kwargs: Any) -> None:
+        self.batches.append(list(outcomes))
+        await super().commit(outcomes, *args, **kwargs)
+
+
+class SlowFake(FakeCasesApi):
+    """Each update takes `delay_s` of real time, so calls overlap."""
+
+    def __init__(self, *args: Any, delay_s: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+
+    async def update_case(self, *args: Any, **kwargs: Any) -> None:
+        await anyio.sleep(self.delay_s)
+        await super().update_case(*args, **kwargs)
+
+
+async def run_engine(
+    api: FakeCasesApi, rows: Sequence[dict[str, Any]], *, max_attempts: int = 8, **extra: Any
+) -> tuple[Engine, RecordingStore, Any]:
+    store = RecordingStore()
+    await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
+    settings = EngineSettings(
+        concurrency=4,
+        rate_per_s=10_000,
+        burst=100,
+        max_attempts=max_attempts,
+        grace_period_s=1,
+        flush_interval_s=0.01,
+        **extra,
+    )
+    engine = Engine(
+        settings,
+        api=api,
+        store=store,
+        clock=MonotonicClock(),
+        columns=Schema(FIELDS, None).column_map(),
+        records=iter(records(rows)),
+        resume_point=ResumePoint(0, 2),
+    )
+    with anyio.fail_after(10):
+        result = await engine.run()
+    return engine, store, result
+
+
+async def test_throttles_never_use_up_the_attempts_for_server_errors() -> None:
+    api = FakeCasesApi(FIELDS, ["C-1"])
+    api.script = [THROTTLED] * 12 + [SERVER_ERROR, None]
+    _, store, result = await run_engine(api, [{"case_id": "C-1", "vip": "yes"}], max_attempts=2)
+    assert result.end is RunEnd.FINISHED
+    assert api.cases["C-1"] == {"vip": {"booleanValue": True}}
+    assert result.stats.throttles == 12
+    assert (await store.status()).totals[RowStatus.DONE] == 1
+
+
+async def test_server_errors_past_max_attempts_fail_the_row_as_retries_exhausted() -> None:
+    api = FakeCasesApi(FIELDS, ["C-1"])
+    api.script = [SERVER_ERROR] * 3
+    _, store, result = await run_engine(api, [{"case_id": "C-1", "vip": "yes"}], max_attempts=3)
+    failed = [o async for o in store.failed_rows()]
+    assert [(o.error_code, o.attempts) for o in failed] == [("retries_exhausted", 3)]
+    assert api.applied == []
+    assert result.end is RunEnd.FINISHED
+
+
+async def test_a_local_outcome_waits_behind_the_earlier_row_of_its_case() -> None:
+    api = SlowFake(FIELDS, ["C-1"], delay_s=0.05)
+    rows = [
+        {"case_id": "C-1", "vip": "yes"},
+        {"case_id": "C-1", "vip": ""},  # nothing to send: resolved locally
+        {"case_id": "C-1", "total": "abc"},  # rejected locally
+    ]
+    _, store, _ = await run_engine(api, rows)
+    order = [o.offset for batch in store.batches for o in batch]
+    assert order == [0, 10, 20], "a later row of a case is never recorded before an earlier one"
+
+
+async def test_a_systemic_error_stops_dispatch_and_leaves_unsent_rows_pending() -> None:
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(50)])
+    api.script = [None, None, DENIED]
+    rows = [{"case_id": f"C-{i}", "vip": "yes"} for i in range(50)]
+    engine, store, result = await run_engine(api, rows)
+    assert result.end is RunEnd.ABORTED
+    assert result.abort is not None
+    assert result.abort.code == "AccessDeniedException"
+    status = await store.status()
+    assert status.totals.get(RowStatus.FAILED, 0) == 0, "an abort fails no row"
+    assert status.totals[RowStatus.DONE] == len(api.applied) < 50
+    # A stop request after the run has finished changes nothing and raises nothing.
+    engine.request_stop(RunEnd.INTERRUPTED)
+    engine.force_stop()
+    assert engine.stopping
