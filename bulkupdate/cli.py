@@ -89,7 +89,9 @@ def add_run_parser(commands: Any) -> None:
         "--restart", action="store_true", default=None, help="discard the checkpoint"
     )
     parser.add_argument("--log-format", choices=["json", "console"])
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_command)
 

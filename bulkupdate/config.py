@@ -136,10 +136,12 @@ def resolve(
     """Defaults < job file < BULKUPDATE_* environment < flags."""
     merged: dict[str, Any] = {}
     _apply(merged, job or {}, lambda key: f"{job_path or 'job file'}: {key}")
+    # Only BULKUPDATE_<SETTING> is ours: other BULKUPDATE_* variables (a runner's own, or a
+    # later version's) are left alone rather than failing the run.
     env_values = {
-        name[len(ENV_PREFIX) :].lower(): value
+        key: value
         for name, value in (env or {}).items()
-        if name.startswith(ENV_PREFIX)
+        if name.startswith(ENV_PREFIX) and (key := name[len(ENV_PREFIX) :].lower()) in SETTINGS
     }
     _apply(merged, env_values, lambda key: ENV_PREFIX + key.upper())
     _apply(merged, flags or {}, lambda key: "--" + key.replace("_", "-"))

@@ -7,6 +7,7 @@ Reads the domain (ListFields, ListFieldOptions, GetCase); never calls UpdateCase
 from __future__ import annotations
 
 import sys
+from pathlib import PurePath
 
 import structlog
 
@@ -18,6 +19,13 @@ from bulkupdate.rows import Row, prepare
 from bulkupdate.startup import Job, fingerprint_input, open_input, peek
 
 log = structlog.get_logger("bulkupdate")
+
+
+def dry_run_path(failures: str) -> str:
+    """`x.failures.csv` -> `x.failures.dry-run.csv`."""
+    path = PurePath(failures)
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    return str(path.with_name(path.name.removesuffix(suffix) + ".dry-run" + suffix))
 
 
 async def dry_run(job: Job) -> int:
@@ -42,12 +50,14 @@ async def dry_run(job: Job) -> int:
                     unchanged += 1
             else:
                 failed.append(item)
+    # Beside the real failures file, never over it: that one belongs to the job's real runs.
+    failures = dry_run_path(config.failures)
     await write_failures(
-        config.failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
+        failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
     )
     estimate_s = max(0.0, to_send - config.burst) / config.rate
     print(
-        f"dry run: {to_send} rows to send, {len(failed)} would fail (see {config.failures}), "
+        f"dry run: {to_send} rows to send, {len(failed)} would fail (see {failures}), "
         f"{unchanged} with nothing to change; about {estimate_s / 60:.1f} min at "
         f"{config.rate}/s burst {config.burst}. Nothing was sent.",
         file=sys.stderr,

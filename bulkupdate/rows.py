@@ -73,7 +73,11 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
     values: dict[str, Any] = record.values or {}
     explicit_clears: list[FieldUpdate] = []
     if "fields" in values and "caseId" in values:
-        values, explicit_clears = _flatten_api_shape(values, columns.case_id_column)
+        try:
+            values, explicit_clears = _flatten_api_shape(values, columns.case_id_column)
+        except _ShapeError as error:
+            case_id = str(values.get("caseId") or "")
+            return rejected(record, case_id, error.code, f"line {record.line}: {error.message}")
     raw_case_id = values.get(columns.case_id_column)
     case_id = str(raw_case_id).strip() if raw_case_id is not None else ""
     if not case_id or isinstance(raw_case_id, bool | dict | list):
@@ -97,6 +101,13 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
         if problem is not None:
             return rejected(record, case_id, problem[0], f"line {record.line}: {problem[1]}")
     return Row(record.offset, record.line, case_id, fields, record.raw)
+
+
+class _ShapeError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def _without_error_keys(values: dict[str, Any]) -> dict[str, Any]:
@@ -135,15 +146,18 @@ def _flatten_api_shape(
     flat: dict[str, Any] = {case_id_column: record["caseId"]}
     clears: list[FieldUpdate] = []
     for item in record.get("fields") or ():
-        if not isinstance(item, dict) or "id" not in item:
-            flat[str(item)] = None
-            continue
-        value = item.get("value")
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise _ShapeError("invalid_api_shape", f"not a {{'id', 'value'}} object: {item!r}")
+        field_id, value = item["id"], item.get("value")
+        if field_id in flat or any(c["id"] == field_id for c in clears):
+            raise _ShapeError("duplicate_field", f"{field_id}: set more than once")
         if isinstance(value, dict) and "emptyValue" in value:
-            clears.append({"id": str(item["id"]), "value": {"emptyValue": {}}})
+            clears.append({"id": field_id, "value": {"emptyValue": {}}})
             continue
         if isinstance(value, dict):
             members = [m for m in _UNION_MEMBERS if m in value]
-            value = value[members[0]] if len(members) == 1 else value
-        flat[str(item["id"])] = value
+            if len(members) != 1:
+                raise _ShapeError("invalid_api_shape", f"{field_id}: not a value union: {value!r}")
+            value = value[members[0]]
+        flat[field_id] = value
     return flat, clears

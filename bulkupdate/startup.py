@@ -22,11 +22,12 @@ from bulkupdate.clock import Clock, MonotonicClock
 from bulkupdate.config import RunConfig
 from bulkupdate.domain import detect_encoding, load_fields
 from bulkupdate.engine import EngineSettings
+from bulkupdate.errors import ConfigError
 from bulkupdate.fingerprint import fingerprint_file, fingerprint_stream
 from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.retry import RetryPolicy
 from bulkupdate.rows import CSV_ERROR_COLUMNS
-from bulkupdate.schema import BlankPolicy, ColumnMap, Schema
+from bulkupdate.schema import READ_ONLY_FIELD_IDS, BlankPolicy, ColumnMap, Schema
 from bulkupdate.sources import Record, Source, open_source, open_stream
 
 log = structlog.get_logger("bulkupdate")
@@ -100,7 +101,10 @@ class Job:
             api, wanted_options=wanted, clock=self.clock, policy=self.policy, rng=self.rng
         )
         encoding: DateTimeEncoding | None = None
-        uses_datetime = any(f.type is FieldType.DATETIME and wanted(f) for f in fields)
+        uses_datetime = any(
+            f.type is FieldType.DATETIME and f.field_id not in READ_ONLY_FIELD_IDS and wanted(f)
+            for f in fields
+        )
         if config.datetime_encoding != "auto":
             encoding = DateTimeEncoding(config.datetime_encoding)
         elif uses_datetime:
@@ -113,13 +117,13 @@ class Job:
                 api, case_ids, clock=self.clock, policy=self.policy, rng=self.rng
             )
             if encoding is None:
-                log.warning(
-                    "datetime_encoding_unknown",
-                    reason=how,
-                    hint="pass --datetime-encoding iso8601|epoch-millis",
+                # Failing every DateTime row would record them as failed for good: stop first.
+                raise ConfigError(
+                    "--datetime-encoding",
+                    f"the input sets DateTime fields but the wire encoding could not be "
+                    f"detected ({how}); pass --datetime-encoding iso8601 or epoch-millis",
                 )
-            else:
-                log.info("datetime_encoding_detected", encoding=encoding.value, evidence=how)
+            log.info("datetime_encoding_detected", encoding=encoding.value, evidence=how)
         return Schema(fields, encoding, blank_policy=BlankPolicy(config.blank.value))
 
     @asynccontextmanager

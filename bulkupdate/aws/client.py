@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import anyio
+import structlog
 from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.exceptions import (
@@ -48,8 +50,10 @@ SYSTEMIC_CODES = frozenset(
         "RequestExpired",
     }
 )
+FIELD_TYPES = frozenset(t.value for t in FieldType)
 ROW_CODES = frozenset({"ValidationException", "SerializationException", "ConflictException"})
 USER_AGENT = "bulkupdate"
+log = structlog.get_logger("bulkupdate")
 
 
 def classify(error: BaseException) -> CallError:
@@ -64,7 +68,9 @@ def classify(error: BaseException) -> CallError:
         return CallError(ErrorKind.TRANSIENT, type(error).__name__, str(error) or "timed out")
     if isinstance(error, BotoCoreError):
         return CallError(ErrorKind.SYSTEMIC, type(error).__name__, str(error))
-    raise error
+    # Anything else is unexpected: stop the run (resumable) rather than fail rows on a guess.
+    log.exception("unexpected_call_error")
+    return CallError(ErrorKind.SYSTEMIC, f"Unexpected{type(error).__name__}", str(error))
 
 
 def _classify_client_error(error: ClientError) -> CallError:
@@ -84,6 +90,10 @@ def _classify_client_error(error: ClientError) -> CallError:
         return CallError(kind, code, message)
     if status >= 500 or code == "InternalServerException":
         return CallError(ErrorKind.TRANSIENT, code, message, retry_after_s=retry_after_s)
+    if status in (401, 403):
+        # Authentication or authorisation with a code we do not know: fix it and resume,
+        # rather than fail every row for good.
+        return CallError(ErrorKind.SYSTEMIC, code or str(status), message)
     if code in ROW_CODES or 400 <= status < 500:
         return CallError(ErrorKind.ROW, code, message)
     return CallError(ErrorKind.TRANSIENT, code or str(status), message)
@@ -123,6 +133,9 @@ class BotocoreCases:
         found: list[Field] = []
         async for page in self._pages("list_fields", maxResults=100):
             for item in page["fields"]:
+                if item["type"] not in FIELD_TYPES:
+                    log.warning("field_type_unknown", field_id=item["fieldId"], type=item["type"])
+                    continue  # a type newer than this tool: its columns will be unknown
                 text = (item.get("attributes") or {}).get("text") or {}
                 found.append(
                     Field(
@@ -193,10 +206,10 @@ async def open_cases(
         tcp_keepalive=True,
         user_agent_appid=USER_AGENT,
     )
-    session = AioSession(profile=profile)
-    # botocore reads AWS_DEFAULT_REGION and profiles; other SDKs also honour AWS_REGION.
-    region = region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
     try:
+        session = AioSession(profile=profile)
+        # botocore reads AWS_DEFAULT_REGION and profiles; other SDKs also honour AWS_REGION.
+        region = region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
         client_cm = session.create_client(
             "connectcases", region_name=region, endpoint_url=endpoint_url, config=config
         )
@@ -208,10 +221,25 @@ async def open_cases(
     except BotoCoreError as error:
         raise ConfigError("aws", str(error)) from error
     try:
-        client._user_agent_creator = _FixedUserAgent(client._user_agent_creator.to_string())
-        http = client._endpoint.http_session
-        aiohttp_session = await http._get_session(None)
-        aiohttp_session._retry_connection = False
+        await _tune(client)
         yield BotocoreCases(client, domain_id)
     finally:
-        await client_cm.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):  # close the HTTP session even when cancelled
+            await client_cm.__aexit__(None, None, None)
+
+
+async def _tune(client: Any) -> None:
+    """Private hooks of botocore, aiobotocore and aiohttp, each checked: a newer release that
+    moved one costs speed (or an HTTP-level resend), never a crash; the log says which."""
+    creator = getattr(client, "_user_agent_creator", None)
+    if creator is not None and hasattr(creator, "to_string"):
+        client._user_agent_creator = _FixedUserAgent(creator.to_string())
+    else:
+        log.warning("client_tuning_skipped", hook="user_agent")
+    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    get_session = getattr(http, "_get_session", None)
+    aiohttp_session = await get_session(None) if get_session is not None else None
+    if aiohttp_session is not None and hasattr(aiohttp_session, "_retry_connection"):
+        aiohttp_session._retry_connection = False
+    else:
+        log.warning("client_tuning_skipped", hook="aiohttp_retry_connection")

@@ -456,7 +456,8 @@ async def test_a_dry_run_on_stdin_reads_the_rows(emu: Emulator, tmp_path: Path) 
 
     assert result.returncode == 1, result.stderr
     assert "1 rows to send, 1 would fail" in result.stderr
-    assert [f["case_id"] for f in read_csv(failures)] == [case(2)]
+    assert [f["case_id"] for f in read_csv(tmp_path / "stdin.failures.dry-run.csv")] == [case(2)]
+    assert not failures.exists(), "a dry run never overwrites the real failures file"
     assert update_calls(emu) == 0
 
 
@@ -618,6 +619,19 @@ async def test_datetime_encoding_flag_overrides_detection(
             assert "due_date" not in values(emu, case(1))
 
 
+async def test_undetectable_datetime_encoding_stops_the_run_before_any_write(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "dates.csv"
+    write_csv(path, ["case_id", "due_date"], [["no-such-case", "2024-05-01T12:00:00Z"]])
+    result, _ = await run_job(emu, path)
+
+    assert result.returncode == 2, result.stderr
+    assert "--datetime-encoding" in result.stderr
+    assert update_calls(emu) == 0
+    assert not (tmp_path / "dates.checkpoint.sqlite").exists()
+
+
 # --- JSONL -----------------------------------------------------------------------------------
 
 
@@ -758,7 +772,7 @@ async def test_a_dry_run_writes_the_failures_it_would_write_and_sends_nothing(
     assert result.returncode == 1, result.stderr
     assert "1 rows to send, 2 would fail" in result.stderr
     assert re.search(r"about [0-9.]+ min at 1000\.0/s", result.stderr)
-    failures = read_csv(tmp_path / "check.failures.csv")
+    failures = read_csv(tmp_path / "check.failures.dry-run.csv")
     assert [(f["case_id"], f["error_code"]) for f in failures] == [
         (case(2), "inactive_option"),
         (case(3), "invalid_number"),
@@ -776,7 +790,7 @@ async def test_a_dry_run_of_clean_rows_exits_zero(emu: Emulator, tmp_path: Path)
 
     assert result.returncode == 0, result.stderr
     assert "2 rows to send, 0 would fail" in result.stderr
-    assert read_csv(tmp_path / "clean.failures.csv") == []
+    assert read_csv(tmp_path / "clean.failures.dry-run.csv") == []
     assert update_calls(emu) == 0
 
 

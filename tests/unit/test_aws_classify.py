@@ -48,6 +48,9 @@ def client_error(code: str, status: int, **extra: Any) -> ClientError:
         (client_error("UnrecognizedClientException", 403), ErrorKind.SYSTEMIC, None),
         (client_error("ExpiredTokenException", 403), ErrorKind.SYSTEMIC, None),
         (client_error("InvalidSignatureException", 403), ErrorKind.SYSTEMIC, None),
+        (client_error("SomeNewAuthException", 403), ErrorKind.SYSTEMIC, None),
+        (client_error("401", 401), ErrorKind.SYSTEMIC, None),
+        (client_error("ConflictException", 409), ErrorKind.ROW, None),
         (NoCredentialsError(), ErrorKind.SYSTEMIC, "NoCredentials"),
         (ConnectionClosedError(endpoint_url="http://x"), ErrorKind.TRANSIENT, None),
         (ReadTimeoutError(endpoint_url="http://x"), ErrorKind.TRANSIENT, None),
@@ -69,6 +72,7 @@ def test_retry_after_seconds_is_carried_over() -> None:
     assert classify(error).retry_after_s == 3.0
 
 
-def test_unknown_exceptions_are_not_swallowed() -> None:
-    with pytest.raises(KeyError):
-        classify(KeyError("a bug"))
+def test_unexpected_exceptions_stop_the_run_instead_of_failing_rows() -> None:
+    call_error = classify(KeyError("a bug"))
+    assert call_error.kind is ErrorKind.SYSTEMIC
+    assert call_error.code == "UnexpectedKeyError"

@@ -48,7 +48,6 @@ def test_a_gzipped_jsonl_input_gets_a_jsonl_failures_file() -> None:
         ("flags", {"blank": "erase"}, "--blank"),
         ("flags", {"delimiter": ";;"}, "--delimiter"),
         ("env", {"BULKUPDATE_CONCURRENCY": "many"}, "BULKUPDATE_CONCURRENCY"),
-        ("env", {"BULKUPDATE_COLOUR": "red"}, "BULKUPDATE_COLOUR"),
         ("job", {"rate": float("nan")}, "job.toml: rate"),
         ("job", {"ratee": 5}, "job.toml: ratee"),
     ],
@@ -72,3 +71,8 @@ def test_input_and_domain_are_required() -> None:
     with pytest.raises(ConfigError) as raised:
         resolve(flags={"input": "a.csv"})
     assert raised.value.key == "--domain-id"
+
+
+def test_other_bulkupdate_environment_variables_are_left_alone() -> None:
+    config = resolve(flags=REQUIRED, env={"BULKUPDATE_LOG_LEVEL": "debug", "BULKUPDATE_X": "1"})
+    assert config.rate == 2.0

@@ -82,6 +82,18 @@ def test_the_api_shape_is_accepted_including_empty_value() -> None:
             {"caseId": "C-1", "fields": [{"id": "nope", "value": {"emptyValue": {}}}]},
             "unknown_column",
         ),
+        ({"caseId": "C-1", "fields": ["vip"]}, "invalid_api_shape"),
+        ({"caseId": "C-1", "fields": [{"id": "vip", "value": {}}]}, "invalid_api_shape"),
+        (
+            {
+                "caseId": "C-1",
+                "fields": [
+                    {"id": "vip", "value": {"booleanValue": True}},
+                    {"id": "vip", "value": {"booleanValue": False}},
+                ],
+            },
+            "duplicate_field",
+        ),
     ],
 )
 def test_rows_that_cannot_be_sent_fail_locally_with_a_reason(
