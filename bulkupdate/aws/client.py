@@ -16,6 +16,7 @@ import aiohttp
 import anyio
 import structlog
 from aiobotocore.session import AioSession
+from aiolimiter import AsyncLimiter
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -111,12 +112,22 @@ class _FixedUserAgent:
         return self._text
 
 
+# AWS's default quotas (rate per s, burst) of the reads a run makes before its first write.
+# They are fixed, known limits, so a plain aiolimiter bucket keeps start-up from bursting into
+# throttles on a domain with many SingleSelect fields; UpdateCase has the adaptive gate instead.
+READ_QUOTAS = {"list_fields": (2.0, 5), "list_field_options": (6.0, 16), "get_case": (4.0, 10)}
+
+
 class BotocoreCases:
     """CasesApi over one aiobotocore client bound to one domain."""
 
     def __init__(self, client: Any, domain_id: str) -> None:
         self._client = client
         self._domain_id = domain_id
+        self._limiters = {
+            operation: AsyncLimiter(burst, burst / rate_per_s)
+            for operation, (rate_per_s, burst) in READ_QUOTAS.items()
+        }
 
     async def update_case(
         self,
@@ -166,6 +177,9 @@ class BotocoreCases:
         return {item["id"]: item["value"] for item in response["fields"]}
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        limiter = self._limiters.get(operation)
+        if limiter is not None:
+            await limiter.acquire()
         try:
             response: dict[str, Any] = await getattr(self._client, operation)(**params)
         except Exception as error:
