@@ -6,8 +6,9 @@ Sleeps only through the injected Clock; the decisions themselves live in `pacing
 
 from __future__ import annotations
 
+from bulkupdate.bucket import TokenBucket
 from bulkupdate.clock import Clock
-from bulkupdate.pacing import AdaptiveRate, TokenBucket
+from bulkupdate.pacing import AdaptiveRate
 
 # Waiters re-check their slot this often, so a rate cut reaches slots already handed out
 # instead of letting them go out on a schedule the service just refused.

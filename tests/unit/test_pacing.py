@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate.pacing import AdaptiveRate, RateTuning, TokenBucket
+from bulkupdate.bucket import TokenBucket
+from bulkupdate.pacing import AdaptiveRate, RateTuning
 
 # -- TokenBucket ------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bulkupdate.pacing import AdaptiveRate, Slot, TokenBucket
+from bulkupdate.bucket import Slot, TokenBucket
+from bulkupdate.pacing import AdaptiveRate
 
 RECHECK_S = 0.25  # longest single sleep on a slot before looking at `revoked` again
 
