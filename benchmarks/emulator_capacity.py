@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks.cores import busy_s, wait_until_quiet
 from benchmarks.emulator_process import EmulatorProcess, emulator_process
 from benchmarks.loadgen import LoadGenerator, LoadResult, SocketLoad, WrkLoad, boto_load
+from benchmarks.report import cpu_model
 
 GENERATORS = ("wrk", "python", "aiobotocore")
 
@@ -209,12 +210,7 @@ def table(runs: Sequence[Sequence[Measurement]], others_percent_max: float) -> s
 
 
 def environment() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
+    model = cpu_model()
     return (
         f"{datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores ({model}), "
         f"Python {platform.python_version()}, aiohttp {version('aiohttp')}, "

@@ -33,13 +33,16 @@ def commit() -> str:
     return head + (" +uncommitted changes in bulkupdate/" if changed else "")
 
 
-def environment() -> str:
-    model = "unknown CPU"
+def cpu_model() -> str:
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
         for line in cpuinfo:
             if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
+                return line.partition(":")[2].strip()
+    return "unknown CPU"
+
+
+def environment() -> str:
+    model = cpu_model()
     packages = ", ".join(
         f"{name} {version(name)}" for name in ("aiobotocore", "botocore", "boto3", "aiohttp")
     )
