@@ -21,7 +21,7 @@ from bulkupdate.cases import CasesApi
 from bulkupdate.checkpoint import CheckpointStore
 from bulkupdate.clock import Clock
 from bulkupdate.errors import CallError, ErrorKind
-from bulkupdate.gate import RateGate
+from bulkupdate.gate import SLOT_CHECK_S, RateGate
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 from bulkupdate.ordering import CaseLanes, Frontier
 from bulkupdate.retry import GiveUp, RetryPolicy
@@ -110,8 +110,9 @@ class Engine:
         self._abort: CallError | None = None
         self._stopping = False
         self._finished = False  # run() has returned or is flushing for the last time
-        self._calls: set[anyio.CancelScope] = set()
-        self._work: anyio.CancelScope | None = None
+        self._in_flight = 0
+        self._reading: anyio.CancelScope | None = None  # cancelled by any stop
+        self._working: anyio.CancelScope | None = None  # cancelled only by a forced stop
         self._outer: TaskGroup | None = None
 
     # -- control -------------------------------------------------------------------------
@@ -125,26 +126,30 @@ class Engine:
         return self._settings.grace_period_s
 
     def request_stop(self, end: RunEnd = RunEnd.INTERRUPTED) -> None:
-        """Stop reading and dispatching now; calls in flight get the grace period to finish."""
+        """Stop reading and dispatching now; calls in flight get the grace period to finish.
+
+        Workers see the flag before their next call (waits re-check it at least every
+        SLOT_CHECK_S), so a stop costs no cancel scope per call on the hot path.
+        """
         if self._stopping or self._finished:
             return
         self._stopping = True
         self._end = end
-        if self._work is not None:
-            self._work.cancel()
+        if self._reading is not None:
+            self._reading.cancel()
         if self._outer is not None:
             self._outer.start_soon(self._grace_timer)
 
     def force_stop(self) -> None:
         """Second signal: abandon calls in flight as well (their rows stay pending)."""
         self.request_stop()
-        for scope in list(self._calls):
-            scope.cancel()
+        if self._working is not None:
+            self._working.cancel()
 
     async def _grace_timer(self) -> None:
         await self._clock.sleep(self._settings.grace_period_s)
-        for scope in list(self._calls):
-            scope.cancel()
+        if self._working is not None:
+            self._working.cancel()
 
     # -- the run -------------------------------------------------------------------------
 
@@ -154,18 +159,13 @@ class Engine:
             async with anyio.create_task_group() as outer:
                 self._outer = outer
                 outer.start_soon(self._flush_every_interval)
-                with anyio.CancelScope() as work:
-                    self._work = work
-                    if self._stopping:
-                        work.cancel()
-                    send, receive = anyio.create_memory_object_stream[Row](
-                        self._settings.concurrency
-                    )
-                    async with anyio.create_task_group() as workers:
-                        workers.start_soon(self._read, send)
-                        for _ in range(self._settings.concurrency):
-                            workers.start_soon(self._worker, receive.clone())
-                        receive.close()
+                send, receive = anyio.create_memory_object_stream[Row](self._settings.concurrency)
+                async with anyio.create_task_group() as workers:
+                    self._working = workers.cancel_scope
+                    workers.start_soon(self._read_until_stopped, send)
+                    for _ in range(self._settings.concurrency):
+                        workers.start_soon(self._worker, receive.clone())
+                    receive.close()
                 outer.cancel_scope.cancel()
         finally:
             # Whatever ended the run, what the service acknowledged reaches the checkpoint.
@@ -182,9 +182,16 @@ class Engine:
             self._abort,
         )
 
+    async def _read_until_stopped(self, send: MemoryObjectSendStream[Row]) -> None:
+        with anyio.CancelScope() as reading:
+            self._reading = reading
+            if self._stopping:
+                reading.cancel()
+            await self._read(send)
+
     async def _read(self, send: MemoryObjectSendStream[Row]) -> None:
         frontier, stats = self._frontier, self.stats
-        async with send:
+        async with send:  # closing it ends the workers' receive loops
             while True:
                 while frontier.pending >= self._max_pending:
                     self._room = anyio.Event()
@@ -204,7 +211,10 @@ class Engine:
                         self._resolve(item)  # no case: no order to keep
                     elif self._lanes.admit(item.case_id, item):
                         if isinstance(item, Row):
-                            await send.send(item)
+                            try:
+                                send.send_nowait(item)  # no scheduling round trip when room
+                            except anyio.WouldBlock:
+                                await send.send(item)
                         else:  # resolved locally; its case was idle, so nothing waits on it
                             self._resolve(item)
                             self._lanes.release(item.case_id)
@@ -235,7 +245,16 @@ class Engine:
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Row]) -> None:
         async with receive:
-            async for first in receive:
+            while True:
+                try:
+                    first = receive.receive_nowait()  # no scheduling round trip when queued
+                except anyio.WouldBlock:
+                    try:
+                        first = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 item: Row | Outcome | None = first
                 while item is not None:
                     if isinstance(item, Row):
@@ -248,50 +267,57 @@ class Engine:
     async def _process(self, row: Row) -> bool:
         """Send until the row is resolved (True) or the run stops first (False)."""
         while not self._stopping:
-            sent_s = await self.gate.pass_()
-            if self._stopping:
+            sent_s = await self.gate.pass_(self._stopped)
+            if sent_s is None:
                 return False
             answer = await self._send(row, sent_s)
-            if answer is True:
+            if answer is None:
                 return True
-            if answer is False:
-                return False  # abandoned mid-call by a forced stop
             step, delay_s = self._after_failure(row, answer, sent_s)
             if step is _Next.RESOLVED:
                 return True
             if step is _Next.STOP:
                 return False
-            if delay_s > 0:
-                await self._clock.sleep(delay_s)
+            await self._pause(delay_s)
         return False
 
-    async def _send(self, row: Row, sent_s: float) -> bool | CallError:
-        """One UpdateCase call, shielded: a stop lets it finish (within the grace period).
+    def _stopped(self) -> bool:
+        return self._stopping
 
-        True: accepted and resolved. A CallError: refused. False: abandoned by a forced stop,
-        so the service may or may not have applied it; the row stays pending.
+    async def _pause(self, delay_s: float) -> None:
+        """Sleep a retry delay, waking early enough to see a stop."""
+        until_s = self._clock.now_s() + delay_s
+        while not self._stopping:
+            left_s = until_s - self._clock.now_s()
+            if left_s <= 0:
+                return
+            await self._clock.sleep(min(left_s, SLOT_CHECK_S))
+
+    async def _send(self, row: Row, sent_s: float) -> CallError | None:
+        """One UpdateCase call: None when accepted (the row is resolved), else the refusal.
+
+        A stop lets it finish within the grace period; a forced stop cancels it, so the service
+        may or may not have applied it and the row stays pending.
         """
         stats = self.stats
-        with anyio.CancelScope(shield=True) as scope:
-            self._calls.add(scope)
-            row.attempts += 1
-            stats.calls += 1
-            if row.attempts > 1:
-                stats.retried += 1
-            try:
-                await self._api.update_case(row.case_id, row.fields, self._settings.performed_by)
-            except CallError as error:
-                stats.record_latency(self._clock.now_s() - sent_s)
-                return error
-            finally:
-                self._calls.discard(scope)
-            now_s = self._clock.now_s()
-            stats.record_latency(now_s - sent_s)
-            stats.record_accept(now_s)
-            self.gate.accepted(sent_s)
-            self._resolve(row.outcome(RowStatus.DONE))
-            return True
-        return False
+        row.attempts += 1
+        stats.calls += 1
+        if row.attempts > 1:
+            stats.retried += 1
+        self._in_flight += 1
+        try:
+            await self._api.update_case(row.case_id, row.fields, self._settings.performed_by)
+        except CallError as error:
+            stats.record_latency(self._clock.now_s() - sent_s)
+            return error
+        finally:
+            self._in_flight -= 1
+        now_s = self._clock.now_s()
+        stats.record_latency(now_s - sent_s)
+        stats.record_accept(now_s)
+        self.gate.accepted(sent_s)
+        self._resolve(row.outcome(RowStatus.DONE))
+        return None
 
     def _after_failure(self, row: Row, error: CallError, sent_s: float) -> tuple[_Next, float]:
         kind = error.kind
@@ -350,7 +376,7 @@ class Engine:
         return {
             **self.stats.counters(),
             "pending": self._frontier.pending,
-            "in_flight": len(self._calls),
+            "in_flight": self._in_flight,
             "rate_per_s": round(self.gate.rate_per_s, 3),
             "resume_offset": self._frontier.resume_point().offset,
         }

@@ -6,6 +6,8 @@ Sleeps only through the injected Clock; the decisions themselves live in `pacing
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bulkupdate.bucket import TokenBucket
 from bulkupdate.clock import Clock
 from bulkupdate.pacing import AdaptiveRate
@@ -34,8 +36,9 @@ class RateGate:
     def quota_estimate_per_s(self) -> float | None:
         return self._control.quota_estimate_per_s
 
-    async def pass_(self) -> float:
-        """Wait for this caller's slot; return the time it was granted (the send time)."""
+    async def pass_(self, stopped: Callable[[], bool] = lambda: False) -> float | None:
+        """Wait for this caller's slot; return the time it was granted (the send time), or None
+        when `stopped()` turns true while waiting (checked at least every SLOT_CHECK_S)."""
         clock, bucket = self._clock, self._bucket
         while True:
             slot = bucket.reserve_slot(clock.now_s())
@@ -44,6 +47,8 @@ class RateGate:
                 if delay_s <= 0:
                     return clock.now_s()
                 await clock.sleep(min(delay_s, SLOT_CHECK_S))
+                if stopped():
+                    return None  # its token stays spent: the run is ending
             # Revoked by a rate change: queue again at the new rate.
 
     def accepted(self, sent_s: float) -> None:

@@ -246,8 +246,13 @@ async def _tune(client: Any) -> None:
     """Private hooks of botocore, aiobotocore and aiohttp, each checked: a newer release that
     moved one costs speed (or an HTTP-level resend), never a crash; the log says which."""
     creator = getattr(client, "_user_agent_creator", None)
+    rebuild = getattr(creator, "rebuild_and_replace_user_agent_handler", None)
     if creator is not None and hasattr(creator, "to_string"):
         client._user_agent_creator = _FixedUserAgent(creator.to_string())
+        if rebuild is not None:
+            # botocore also rebuilds the header just before sending, from the original creator.
+            service_id = client.meta.service_model.service_id.hyphenize()
+            client.meta.events.unregister(f"request-created.{service_id}", rebuild)
     else:
         log.warning("client_tuning_skipped", hook="user_agent")
     http = getattr(getattr(client, "_endpoint", None), "http_session", None)

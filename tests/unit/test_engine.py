@@ -3,7 +3,7 @@ local outcomes, systemic abort and late stop requests. No sockets, no real servi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -11,7 +11,7 @@ import anyio
 from bulkupdate.cases import FakeCasesApi
 from bulkupdate.checkpoint import JobIdentity, MemoryCheckpointStore
 from bulkupdate.clock import MonotonicClock
-from bulkupdate.engine import Engine, EngineSettings, RunEnd
+from bulkupdate.engine import Engine, EngineSettings, RunEnd, RunResult
 from bulkupdate.errors import CallError, ErrorKind
 from bulkupdate.framing import Record
 from bulkupdate.models import Field, FieldType, Outcome, ResumePoint, RowStatus
@@ -129,3 +129,77 @@ async def test_a_systemic_error_stops_dispatch_and_leaves_unsent_rows_pending() 
     engine.request_stop(RunEnd.INTERRUPTED)
     engine.force_stop()
     assert engine.stopping
+
+
+def build_engine(api: FakeCasesApi, store: RecordingStore, rows: int, **settings: Any) -> Engine:
+    options: dict[str, Any] = {
+        "concurrency": 4,
+        "rate_per_s": 10_000,
+        "burst": 100,
+        "max_attempts": 8,
+        "grace_period_s": 5,
+        "flush_interval_s": 0.01,
+    }
+    options.update(settings)
+    return Engine(
+        EngineSettings(**options),
+        api=api,
+        store=store,
+        clock=MonotonicClock(),
+        columns=Schema(FIELDS, None).column_map(),
+        records=iter(records([{"case_id": f"C-{i}", "vip": "yes"} for i in range(rows)])),
+        resume_point=ResumePoint(0, 2),
+    )
+
+
+async def open_store() -> RecordingStore:
+    store = RecordingStore()
+    await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
+    return store
+
+
+async def run_then(engine: Engine, after_s: float, action: Callable[[], None]) -> RunResult:
+    """Run the engine and call `action` (a stop) `after_s` into the run."""
+    async with anyio.create_task_group() as group:
+
+        async def act_later() -> None:
+            await anyio.sleep(after_s)
+            action()
+
+        group.start_soon(act_later)
+        with anyio.fail_after(5):
+            result = await engine.run()
+    return result
+
+
+async def test_a_stop_wakes_workers_waiting_for_the_gate_and_sends_nothing_more() -> None:
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(20)])
+    store = await open_store()
+    engine = build_engine(api, store, 20, rate_per_s=1.0, burst=1)
+    started_s = anyio.current_time()
+    result = await run_then(engine, 0.3, engine.request_stop)
+    assert result.end is RunEnd.INTERRUPTED
+    assert anyio.current_time() - started_s < 1.0, "waiters re-check the stop flag"
+    assert len(api.applied) == 1  # the burst of one; the others were still waiting
+    assert (await store.status()).totals[RowStatus.DONE] == 1
+
+
+async def test_calls_in_flight_finish_after_a_stop_and_are_recorded_done() -> None:
+    api = SlowFake(FIELDS, [f"C-{i}" for i in range(20)], delay_s=0.3)
+    store = await open_store()
+    engine = build_engine(api, store, 20)
+    result = await run_then(engine, 0.1, engine.request_stop)
+    assert result.end is RunEnd.INTERRUPTED
+    assert len(api.applied) == 4  # one call per worker was in flight
+    assert (await store.status()).totals[RowStatus.DONE] == 4
+
+
+async def test_a_forced_stop_abandons_calls_in_flight_and_leaves_their_rows_pending() -> None:
+    api = SlowFake(FIELDS, [f"C-{i}" for i in range(20)], delay_s=0.3)
+    store = await open_store()
+    engine = build_engine(api, store, 20)
+    result = await run_then(engine, 0.1, engine.force_stop)
+    assert result.end is RunEnd.INTERRUPTED
+    assert api.applied == []
+    assert (await store.status()).totals.get(RowStatus.DONE, 0) == 0
+    assert result.resume_point.offset == 0
