@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.cores import busy_s, wait_until_quiet
 from benchmarks.emulator_process import emulator_process
-from benchmarks.product_process import ProductProcess, run_args, shown
+from benchmarks.product_process import ProductProcess, shown, start_unthrottled
 from benchmarks.report import environment, table
 from benchmarks.workload import write_rows_csv
 
@@ -81,27 +81,29 @@ async def measure(args: argparse.Namespace, variant: Variant, csv_path: Path, ta
     cores = {args.emulator_cpu, args.client_cpu}
     await wait_until_quiet(cores, args.max_other_cpu_percent, args.patience_s, log)
     async with emulator_process(args.emulator_cpu, args.demo_cases) as emulator:
-        if variant.kind == "product":
-            command = run_args(
-                csv_path,
-                emulator.url,
-                args.workdir / tag,
-                rate_per_s=1_000_000,
-                burst=1000,
-                concurrency=variant.concurrency,
-            )
-        else:
-            command = [
-                *(sys.executable, "-m", "benchmarks.bare_loop", "--input", str(csv_path)),
-                *("--endpoint-url", emulator.url, "--tasks", str(variant.concurrency)),
-                *("--pool-connections", str(variant.pool)),
-            ]
+        output_path = args.workdir / f"{tag}.out"
         emulator_before_s = emulator.cpu_s()
         emulator_core_before_s, client_core_before_s = (
             busy_s({args.emulator_cpu}),
             busy_s({args.client_cpu}),
         )
-        process = ProductProcess(command, args.client_cpu, args.workdir / f"{tag}.out")
+        if variant.kind == "product":
+            process = start_unthrottled(
+                csv_path,
+                emulator.url,
+                args.workdir / tag,
+                concurrency=variant.concurrency,
+                cpu=args.client_cpu,
+                stderr_path=output_path,
+            )
+        else:
+            bare_command = [
+                *(sys.executable, "-m", "benchmarks.bare_loop", "--input", str(csv_path)),
+                *("--endpoint-url", emulator.url, "--tasks", str(variant.concurrency)),
+                *("--pool-connections", str(variant.pool)),
+            ]
+            process = ProductProcess(bare_command, args.client_cpu, output_path)
+        command = process.args
         finished = await process.wait(args.timeout_s)
         emulator_cpu_s = emulator.cpu_s() - emulator_before_s
         emulator_core_s = busy_s({args.emulator_cpu}) - emulator_core_before_s

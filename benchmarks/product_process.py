@@ -167,6 +167,24 @@ async def run_product(
     return await ProductProcess(args, cpu, stderr_path).wait(timeout_s)
 
 
+def start_unthrottled(
+    input_path: Path,
+    url: str,
+    files_prefix: Path,
+    *,
+    concurrency: int,
+    cpu: int | None,
+    stderr_path: Path,
+) -> ProductProcess:
+    """Start `bulkupdate run` (run_args) with a --rate and --burst far above what one client
+    core sends (1e6/s, 1000), for runs against a no-quota emulator; its command line is the
+    returned process's `args`."""
+    command = run_args(
+        input_path, url, files_prefix, rate_per_s=1_000_000, burst=1000, concurrency=concurrency
+    )
+    return ProductProcess(command, cpu, stderr_path)
+
+
 def iso_to_epoch_s(text: str) -> float:
     """structlog's ISO UTC timestamp ("...Z") as seconds since the epoch."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.emulator_process import EmulatorProcess, emulator_process
-from benchmarks.product_process import ProductProcess, iso_to_epoch_s, run_args, shown
+from benchmarks.product_process import iso_to_epoch_s, shown, start_unthrottled
 from benchmarks.report import environment, table
 from benchmarks.workload import RowPosition, row_cells, write_rows_csv
 from bulkupdate.checkpoint import JobIdentity
@@ -101,15 +101,15 @@ async def launch(
         for row in range(first_row, first_row + CHECK_WINDOW_ROWS)
     }
     async with emulator_process(args.emulator_cpu, args.demo_cases) as emulator:
-        command = run_args(
+        process = start_unthrottled(
             csv_path,
             emulator.url,
             args.workdir / tag,
-            rate_per_s=1_000_000,
-            burst=1000,
             concurrency=args.concurrency,
+            cpu=args.client_cpu,
+            stderr_path=args.workdir / f"{tag}.stderr",
         )
-        process = ProductProcess(command, args.client_cpu, args.workdir / f"{tag}.stderr")
+        command = process.args
         update = await first_update(emulator, time.monotonic() + args.timeout_s)
         process.signal(signal.SIGTERM)
         finished = await process.wait(args.timeout_s)

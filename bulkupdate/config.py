@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
 
 from bulkupdate.errors import ConfigError
+from bulkupdate.mapping import MAPPING_KEYS, FieldMapping, parse_mapping
 
 ENV_PREFIX = "BULKUPDATE_"
 
@@ -34,6 +35,9 @@ class RunConfig:
     checkpoint: str = ""
     failures: str = ""
     summary: str | None = None
+    state_dir: str | None = (
+        None  # where the derived checkpoint and failures go; default: beside the input
+    )
     rate: float = 2.0  # UpdateCase calls per second: AWS's default quota
     burst: int = 2  # AWS's default burst
     concurrency: int = 16  # calls in flight at most
@@ -48,6 +52,12 @@ class RunConfig:
     flush_interval: float = 0.25  # seconds between checkpoint commits
     dry_run: bool = False
     restart: bool = False
+    log_format: str | None = None  # json | console; None: console on a terminal, JSON otherwise
+    log_level: str = "info"
+    redact: bool = False  # keep field values out of logs (the failures file still has them)
+    metrics_port: int | None = None  # serve Prometheus metrics on this port
+    mapping: FieldMapping = field(default_factory=FieldMapping)  # job file tables only
+    job_file: str | None = None  # where the settings came from, to name its keys in errors
 
 
 def _positive_float(value: Any) -> float:
@@ -63,6 +73,15 @@ def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
         raise ValueError("must be at least 1")
+    return number
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be a port number, 0-65535 (0: any free port)")
     return number
 
 
@@ -107,8 +126,14 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "flush_interval": _positive_float,
     "dry_run": _flag,
     "restart": _flag,
+    "log_format": _choice("json", "console"),
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "redact": _flag,
+    "metrics_port": _port,
 }
-SETTINGS = tuple(f.name for f in fields(RunConfig))
+SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in ("mapping", "job_file"))
+# Paths in a job file are relative to the job file's folder, so a job and its data travel together.
+PATH_SETTINGS = ("input", "checkpoint", "failures", "summary", "state_dir")
 
 
 def _apply(
@@ -135,7 +160,13 @@ def resolve(
 ) -> RunConfig:
     """Defaults < job file < BULKUPDATE_* environment < flags."""
     merged: dict[str, Any] = {}
-    _apply(merged, job or {}, lambda key: f"{job_path or 'job file'}: {key}")
+
+    def in_job(key: str) -> str:
+        return f"{job_path or 'job file'}: {key}"
+
+    job = dict(job or {})
+    mapping = parse_mapping({k: job.pop(k) for k in MAPPING_KEYS if k in job}, in_job)
+    _apply(merged, _relative_to(job, job_path), in_job)
     # Only BULKUPDATE_<SETTING> is ours: other BULKUPDATE_* variables (a runner's own, or a
     # later version's) are left alone rather than failing the run.
     env_values = {
@@ -149,7 +180,22 @@ def resolve(
         if not merged.get(required):
             raise ConfigError("--" + required.replace("_", "-"), "is required")
     derived = _derived(merged, job_path)
-    return RunConfig(**{**derived, **merged})
+    return RunConfig(**{**derived, **merged}, mapping=mapping, job_file=job_path)
+
+
+def _relative_to(job: dict[str, Any], job_path: str | None) -> dict[str, Any]:
+    if job_path is None:
+        return job
+    folder = PurePath(job_path).parent
+    for key in PATH_SETTINGS:
+        value = job.get(key)
+        if isinstance(value, str) and value and not _is_absolute(value):
+            job[key] = str(folder / value)
+    return job
+
+
+def _is_absolute(path: str) -> bool:
+    return path == "-" or "://" in path or PurePath(path).is_absolute()
 
 
 def _derived(merged: Mapping[str, Any], job_path: str | None) -> dict[str, Any]:
@@ -161,6 +207,8 @@ def _derived(merged: Mapping[str, Any], job_path: str | None) -> dict[str, Any]:
         stem = stem.removesuffix(suffix)
     fmt = merged.get("format") or ("jsonl" if ".jsonl" in name or ".ndjson" in name else "csv")
     folder = PurePath(source).parent if source != "-" else PurePath(".")
+    if merged.get("state_dir"):
+        folder = PurePath(merged["state_dir"])
     return {
         "job_name": PurePath(job_path).stem if job_path else stem,
         "checkpoint": str(folder / f"{stem}.checkpoint.sqlite"),

@@ -28,7 +28,8 @@ from bulkupdate.coerce import (
     iso_to_epoch_ms,
     make_coercer,
 )
-from bulkupdate.errors import BulkUpdateError, InputError
+from bulkupdate.errors import BulkUpdateError, ConfigError, InputError
+from bulkupdate.mapping import FieldMapping, Scalar
 from bulkupdate.models import DateTimeEncoding, Field, WireValue
 
 __all__ = [
@@ -210,9 +211,11 @@ class Schema:
             return coerce(field, raw, self.datetime_encoding, self.blank_policy)
         return coercer(raw)
 
-    def column_map(self, case_id_column: str = DEFAULT_CASE_ID_COLUMN) -> ColumnMap:
+    def column_map(
+        self, case_id_column: str = DEFAULT_CASE_ID_COLUMN, mapping: FieldMapping | None = None
+    ) -> ColumnMap:
         """A map that resolves columns as they come (JSONL: every record may have other keys)."""
-        return ColumnMap(self, case_id_column)
+        return ColumnMap(self, case_id_column, mapping)
 
     def resolve_header(
         self,
@@ -220,6 +223,7 @@ class Schema:
         case_id_column: str = DEFAULT_CASE_ID_COLUMN,
         *,
         path: str = "<input>",
+        mapping: FieldMapping | None = None,
     ) -> ColumnMap:
         """Resolve every CSV column up front; raise one HeaderError naming every bad column."""
         columns = list(columns)
@@ -228,24 +232,26 @@ class Schema:
             problems.append(
                 ColumnError(case_id_column, "missing_case_id_column", "is not in the header")
             )
-        column_of: dict[str, str] = {}  # field id -> the column that sets it
+        column_map = ColumnMap(self, case_id_column, mapping)
+        # field id -> what sets it: a column, or the job file's [set] table
+        column_of = {update["id"]: f"set.{name}" for name, update in column_map.constants}
         seen: set[str] = set()
-        column_map = ColumnMap(self, case_id_column)
         for column in columns:
             if column in seen:
                 problems.append(ColumnError(column, "duplicate_column", "appears twice"))
                 continue
             seen.add(column)
-            if column == case_id_column:
+            if column == case_id_column or column in column_map.ignored:
                 continue
             try:
-                field = self.resolve(column)
+                field = column_map.resolve(column)
             except ColumnError as error:
                 problems.append(error)
                 continue
             other = column_of.setdefault(field.field_id, column)
             if other != column:
-                message = f"sets {field.field_id}, as column {other!r} does"
+                what = "the job file's" if other.startswith("set.") else "column"
+                message = f"sets {field.field_id}, as {what} {other!r} does"
                 problems.append(ColumnError(column, "duplicate_field", message, (other,)))
                 continue
             column_map._bind(column, field)
@@ -265,13 +271,48 @@ class Schema:
 
 
 class ColumnMap:
-    """Column -> (field id, coercer), filled up front (CSV header) or lazily (JSONL keys)."""
+    """Column -> (field id, coercer), filled up front (CSV header) or lazily (JSONL keys).
 
-    __slots__ = ("_bindings", "_fields", "_lazy", "_rejected", "_schema", "case_id_column")
+    Applies the job file's FieldMapping: renamed and ignored columns, value maps folded into
+    the field's coercer, and constant fields added to every row. Raises ConfigError naming the
+    job file key when a value map or constant names no field or a constant is not valid.
+    """
 
-    def __init__(self, schema: Schema, case_id_column: str) -> None:
+    __slots__ = (
+        "_bindings",
+        "_fields",
+        "_lazy",
+        "_mapping",
+        "_rejected",
+        "_schema",
+        "_value_maps",
+        "case_id_column",
+        "constants",
+        "ignored",
+    )
+
+    def __init__(
+        self, schema: Schema, case_id_column: str, mapping: FieldMapping | None = None
+    ) -> None:
         self._schema = schema
         self.case_id_column = case_id_column
+        self._mapping = mapping = mapping or FieldMapping()
+        self.ignored = mapping.ignored
+        self._value_maps: dict[str, Mapping[str, Scalar]] = {
+            self._setting_field("values", name).field_id: table
+            for name, table in mapping.value_maps.items()
+        }
+        # (job file key, update) for every constant field, coerced once
+        self.constants: list[tuple[str, FieldUpdate]] = []
+        for name, value in mapping.constants.items():
+            field = self._setting_field("set", name)
+            try:
+                wire = schema.coerce(field, value)
+            except ValueRejected as error:
+                raise ConfigError(f"set.{name}", error.message) from None
+            if wire is None:
+                raise ConfigError(f"set.{name}", "is blank: a constant must set a value")
+            self.constants.append((name, {"id": field.field_id, "value": wire}))
         self._bindings: dict[str, tuple[str, Coercer]] = {}
         self._fields: dict[str, Field] = {}
         # Set once a column was bound after the header: two keys may then name the same field,
@@ -285,6 +326,17 @@ class ColumnMap:
         """The columns bound so far and the field each sets (excludes the case id column)."""
         return dict(self._fields)
 
+    def resolve(self, column: str) -> Field:
+        """The field an input column names once renamed by the job file; raises ColumnError."""
+        target = self._mapping.target(column)
+        if target == column:
+            return self._schema.resolve(column)
+        try:
+            return self._schema.resolve(target)
+        except ColumnError as error:
+            message = f"renamed to {target!r} in the job file, which {error.message}"
+            raise ColumnError(column, error.reason_code, message, error.candidates) from None
+
     def field(self, column: str) -> Field:
         """The field a column sets, resolving and remembering it; raises ColumnError."""
         field = self._fields.get(column)
@@ -293,7 +345,7 @@ class ColumnMap:
             if known is not None:  # a fresh error: re-raising one instance grows its traceback
                 raise ColumnError(column, known.reason_code, known.message, known.candidates)
             try:
-                field = self._schema.resolve(column)
+                field = self.resolve(column)
             except ColumnError as error:
                 if len(self._rejected) < _MAX_REMEMBERED_REJECTIONS:
                     self._rejected[column] = error
@@ -303,8 +355,31 @@ class ColumnMap:
         return field
 
     def _bind(self, column: str, field: Field) -> None:
-        self._bindings[column] = (field.field_id, self._schema._coercer(field))
+        coercer = self._schema._coercer(field)
+        table = self._value_maps.get(field.field_id)
+        if table is not None:
+            coercer = _mapped(table, coercer)
+        self._bindings[column] = (field.field_id, coercer)
         self._fields[column] = field
+
+    def _setting_field(self, table: str, name: str) -> Field:
+        try:
+            return self._schema.resolve(name)
+        except ColumnError as error:
+            raise ConfigError(f"{table}.{name}", error.message) from None
+
+
+def _mapped(table: Mapping[str, Scalar], coercer: Coercer) -> Coercer:
+    """A coercer that first replaces an input text the job file maps ("Hi" -> "high")."""
+
+    def coerce_mapped(raw: object) -> WireValue | None:
+        if isinstance(raw, str):
+            mapped = table.get(raw.strip())
+            if mapped is not None:
+                return coercer(mapped)
+        return coercer(raw)
+
+    return coerce_mapped
 
 
 def build_update(values: Mapping[str, object], column_map: ColumnMap) -> list[FieldUpdate]:
@@ -321,7 +396,7 @@ def build_update(values: Mapping[str, object], column_map: ColumnMap) -> list[Fi
     for column, raw in values.items():
         binding = bindings.get(column)
         if binding is None:
-            if column == case_id_column:
+            if column == case_id_column or column in column_map.ignored:
                 continue
             try:
                 column_map.field(column)
@@ -338,6 +413,9 @@ def build_update(values: Mapping[str, object], column_map: ColumnMap) -> list[Fi
         if value is not None:
             updates.append({"id": field_id, "value": value})
             columns.append(column)
+    for name, constant in column_map.constants:
+        updates.append(constant)
+        columns.append(f"set.{name}")
     if column_map._lazy and len(updates) > 1:
         problems.extend(_repeated_fields(updates, columns))
     if len(updates) > MAX_FIELDS_PER_UPDATE:

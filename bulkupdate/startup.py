@@ -89,7 +89,10 @@ class Job:
 
     async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
         config = self.config
-        header = set(source.header or ())
+        mapping = config.mapping
+        # Every name that may set a field: the (renamed) columns and the job file's tables.
+        header = {mapping.target(c) for c in source.header or ()}
+        header |= mapping.value_maps.keys() | mapping.constants.keys()
         folded = {column.strip().casefold() for column in header}
         is_csv = source.header is not None
 
@@ -147,10 +150,18 @@ class Job:
             yield api, self.columns(schema, source)
 
     def columns(self, schema: Schema, source: Source) -> ColumnMap:
-        if source.header is not None:
-            header = [c for c in source.header if c not in CSV_ERROR_COLUMNS]
-            return schema.resolve_header(header, self.config.case_id_column, path=source.path)
-        return schema.column_map(self.config.case_id_column)
+        config = self.config
+        try:
+            if source.header is not None:
+                header = [c for c in source.header if c not in CSV_ERROR_COLUMNS]
+                return schema.resolve_header(
+                    header, config.case_id_column, path=source.path, mapping=config.mapping
+                )
+            return schema.column_map(config.case_id_column, config.mapping)
+        except ConfigError as error:  # a [values] or [set] entry of the job file
+            raise ConfigError(
+                f"{config.job_file or 'job file'}: {error.key}", error.message
+            ) from None
 
     def settings(self) -> EngineSettings:
         config = self.config

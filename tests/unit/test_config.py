@@ -76,3 +76,60 @@ def test_input_and_domain_are_required() -> None:
 def test_other_bulkupdate_environment_variables_are_left_alone() -> None:
     config = resolve(flags=REQUIRED, env={"BULKUPDATE_LOG_LEVEL": "debug", "BULKUPDATE_X": "1"})
     assert config.rate == 2.0
+    assert config.log_level == "debug"
+
+
+def test_paths_in_a_job_file_are_relative_to_its_folder_and_flags_to_the_working_folder() -> None:
+    job = {"input": "export.csv", "domain_id": "d", "summary": "out/summary.json"}
+    config = resolve(job=job, job_path="jobs/crm.toml", flags={"failures": "mine.csv"})
+    assert config.input == "jobs/export.csv"
+    assert config.summary == "jobs/out/summary.json"
+    assert config.checkpoint == "jobs/export.checkpoint.sqlite"
+    assert config.failures == "mine.csv"
+
+
+def test_absolute_paths_urls_and_stdin_in_a_job_file_are_kept() -> None:
+    job = {"input": "-", "domain_id": "d", "checkpoint": "/var/ck.sqlite", "summary": "s3://b/k"}
+    config = resolve(job=job, job_path="jobs/crm.toml")
+    assert (config.input, config.checkpoint, config.summary) == ("-", "/var/ck.sqlite", "s3://b/k")
+
+
+def test_a_state_dir_holds_the_derived_checkpoint_and_failures_file() -> None:
+    config = resolve(flags=REQUIRED, env={"BULKUPDATE_STATE_DIR": "/checkpoints"})
+    assert config.checkpoint == "/checkpoints/crm.checkpoint.sqlite"
+    assert config.failures == "/checkpoints/crm.failures.csv"
+
+
+def test_the_job_file_mapping_tables_are_parsed() -> None:
+    job = {
+        **REQUIRED,
+        "columns": {"Prio": "priority", "VIP Customer": "VIP"},
+        "ignore_columns": ["Legacy ID"],
+        "values": {"priority": {"Hi": "high", "Lo": "low"}, "vip": {"Y": True}},
+        "set": {"account_code": "ACME", "order_total": 0},
+    }
+    mapping = resolve(job=job, job_path="j.toml").mapping
+    assert mapping.target("Prio") == "priority"
+    assert mapping.target("Due") == "Due"
+    assert mapping.ignored == frozenset({"Legacy ID"})
+    assert mapping.value_maps["vip"] == {"Y": True}
+    assert mapping.constants == {"account_code": "ACME", "order_total": 0}
+
+
+@pytest.mark.parametrize(
+    ("job", "key"),
+    [
+        ({"columns": {"Prio": 3}}, "j.toml: columns.Prio"),
+        ({"columns": "Prio"}, "j.toml: columns"),
+        ({"ignore_columns": "Legacy ID"}, "j.toml: ignore_columns"),
+        ({"values": {"priority": {"Hi": ["high"]}}}, "j.toml: values.priority.Hi"),
+        ({"values": {"priority": "high"}}, "j.toml: values.priority"),
+        ({"set": {"order_total": float("inf")}}, "j.toml: set.order_total"),
+        ({"set": {"notes": {"a": 1}}}, "j.toml: set.notes"),
+        ({"sett": {"notes": "x"}}, "j.toml: sett"),
+    ],
+)
+def test_bad_mapping_tables_are_refused_naming_the_key(job: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve(job={**REQUIRED, **job}, job_path="j.toml")
+    assert raised.value.key == key
