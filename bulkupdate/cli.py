@@ -43,6 +43,11 @@ RUN_FLAGS = (
     "grace_period",
     "dry_run",
     "restart",
+    "state_dir",
+    "log_format",
+    "log_level",
+    "redact",
+    "metrics_port",
 )
 
 
@@ -65,6 +70,9 @@ def add_run_parser(commands: Any) -> None:
     files.add_argument("--checkpoint", help="SQLite checkpoint (default INPUT.checkpoint.sqlite)")
     files.add_argument("--failures", help="failures file (default INPUT.failures.csv|jsonl)")
     files.add_argument("--summary", help="write a JSON summary here")
+    files.add_argument(
+        "--state-dir", help="folder for the derived checkpoint and failures file (containers)"
+    )
     pacing = parser.add_argument_group("pacing")
     pacing.add_argument("--rate", type=float, help="UpdateCase calls/s ceiling (default 2)")
     pacing.add_argument("--burst", type=int, help="burst (default 2)")
@@ -88,12 +96,29 @@ def add_run_parser(commands: Any) -> None:
     parser.add_argument(
         "--restart", action="store_true", default=None, help="discard the checkpoint"
     )
-    parser.add_argument("--log-format", choices=["json", "console"])
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_flags(parser)
     parser.set_defaults(handler=run_command)
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """How a run reports: logs, progress and metrics (shared by `run` and `demo`)."""
+    output = parser.add_argument_group("logs, progress and metrics")
+    output.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        help="default: JSON lines on stdout when it is not a terminal, console otherwise",
+    )
+    output.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    output.add_argument(
+        "--redact",
+        action="store_true",
+        default=None,
+        help="keep field values out of the logs (the failures file still holds them)",
+    )
+    output.add_argument("--no-progress", action="store_true", help="no progress bar")
+    output.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus /metrics on PORT"
+    )
 
 
 def add_status_parser(commands: Any) -> None:
@@ -133,18 +158,21 @@ def load_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from bulkupdate import job, logs
-    from bulkupdate.progress import ProgressSink
-
-    logs.configure(fmt=args.log_format, level=args.log_level)
     try:
         config = load_config(args)
-        bar = False if args.no_progress else None
-        result: int = anyio.run(lambda: job.run(config, progress=ProgressSink(bar=bar)))
-        return result
+        return start_run(config, bar=False if args.no_progress else None)
     except BulkUpdateError as error:
         print(f"bulkupdate: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def start_run(config: RunConfig, *, bar: bool | None) -> int:
+    from bulkupdate import job, logs
+    from bulkupdate.progress import ProgressSink
+
+    logs.configure(fmt=config.log_format, level=config.log_level, redact=config.redact)
+    result: int = anyio.run(lambda: job.run(config, progress=ProgressSink(bar=bar)))
+    return result
 
 
 def status_command(args: argparse.Namespace) -> int:

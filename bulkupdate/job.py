@@ -20,12 +20,14 @@ from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.config import RunConfig
 from bulkupdate.dryrun import dry_run
 from bulkupdate.engine import Engine, RunEnd, RunResult
-from bulkupdate.errors import CallError
+from bulkupdate.errors import CallError, ConfigError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
+from bulkupdate.logs import bind_run
+from bulkupdate.metrics import MetricsServer
 from bulkupdate.models import RowStatus
-from bulkupdate.progress import ProgressSink
+from bulkupdate.progress import ProgressSink, RowTotal, RunView
 from bulkupdate.report import summary_line, write_failures, write_summary
-from bulkupdate.startup import START, Job, fingerprint_input, open_input, peek
+from bulkupdate.startup import START, Job, fingerprint_input, open_input, peek, record_counter
 from bulkupdate.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
@@ -70,9 +72,10 @@ class SignalRelay:
 
 async def run(config: RunConfig, *, progress: ProgressSink) -> int:
     job = Job(config)
-    structlog.contextvars.bind_contextvars(job=config.job_name, run_id=job.run_id)
+    bind_run(config.job_name, job.run_id)
     if config.dry_run:
         return await dry_run(job)
+    metrics = _serve_metrics(config, job.run_id)
     store: CheckpointStore = SqliteCheckpointStore(config.checkpoint)
     relay = SignalRelay()
     failure: Exception | None = None
@@ -81,19 +84,34 @@ async def run(config: RunConfig, *, progress: ProgressSink) -> int:
         async with anyio.create_task_group() as group:
             group.start_soon(relay.watch)
             try:
-                code = await _run_with_store(job, store, progress, relay)
+                code = await _run_with_store(job, store, progress, relay, metrics)
             except Exception as error:  # noqa: BLE001 - re-raised below, unwrapped
                 failure = error
             group.cancel_scope.cancel()
     finally:
         await store.close()
+        if metrics is not None:
+            metrics.close()
     if failure is not None:
         raise failure
     return code
 
 
+def _serve_metrics(config: RunConfig, run_id: str) -> MetricsServer | None:
+    if config.metrics_port is None:
+        return None
+    try:
+        return MetricsServer(config.metrics_port, config.job_name, run_id)
+    except OSError as error:
+        raise ConfigError("--metrics-port", f"cannot serve on it: {error.strerror}") from None
+
+
 async def _run_with_store(
-    job: Job, store: CheckpointStore, progress: ProgressSink, relay: SignalRelay
+    job: Job,
+    store: CheckpointStore,
+    progress: ProgressSink,
+    relay: SignalRelay,
+    metrics: MetricsServer | None,
 ) -> int:
     """Validate everything that can be validated (input header, domain, columns) before the
     checkpoint is opened, so a bad run neither sends nor records anything (--restart included)."""
@@ -144,7 +162,11 @@ async def _run_with_store(
                 on_event=progress.event,
             )
             relay.attach(engine)
-            progress.start(total_bytes=source.size_bytes, done_bytes=point.offset)
+            total = RowTotal(record_counter(config))
+            view = RunView(engine, resolved_before=sum(state.totals.values()), total=total)
+            progress.start(view)
+            if metrics is not None:
+                metrics.collector.view = view
             try:
                 result = await engine.run()
             finally:
@@ -155,6 +177,7 @@ async def _run_with_store(
             summary = _summary(result, status.totals, end_state)
             if result.abort is not None:
                 summary["abort"] = f"{result.abort.code}: {result.abort.message}"
+                summary["fix"] = _fix_hint(result.abort)
                 log.error(
                     "run_aborted",
                     code=result.abort.code,
@@ -178,7 +201,9 @@ async def _run_with_store(
 def _report(config: RunConfig, summary: dict[str, Any]) -> None:
     summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
     if config.summary:
+        summary["summary_file"] = config.summary
         write_summary(config.summary, summary)
+    log.info("run_finished", **summary)
     print(summary_line(summary), file=sys.stderr)
 
 
@@ -190,6 +215,7 @@ def _startup_summary(
     summary.update(end=end.value, pending=None)
     if error is not None:
         summary["abort"] = f"{error.code}: {error.message}"
+        summary["fix"] = _fix_hint(error)
     return summary
 
 

@@ -164,4 +164,14 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         summary.get("failed"),
     ):
         parts.append(f"(job so far: {job_applied} applied, {job_failed} failed)")
-    return " ".join(parts)
+    lines = [" ".join(parts)]
+    if summary.get("abort"):
+        lines.append(f"  stopped by {summary['abort']}")
+        if summary.get("fix"):
+            lines.append(f"  to fix: {summary['fix']}; then run the same command to resume")
+    for key, label in (("failures_file", "failures"), ("checkpoint", "checkpoint")):
+        if summary.get(key):
+            lines.append(f"  {label}: {summary[key]}")
+    if summary.get("summary_file"):
+        lines.append(f"  summary: {summary['summary_file']}")
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ import itertools
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import BinaryIO
 
@@ -70,6 +70,18 @@ def open_input(
         start_offset=point.offset,
         start_line=point.line,
     )
+
+
+def record_counter(config: RunConfig) -> Callable[[], int] | None:
+    """A function that counts the input's records (for the progress total); None for stdin."""
+    if config.input == "-":
+        return None
+
+    def count() -> int:
+        with open_input(config) as source:
+            return sum(1 for _ in source)
+
+    return count
 
 
 def peek(records: Iterator[Record]) -> tuple[list[Record], Iterator[Record]]:

@@ -5,11 +5,14 @@ Pure: no I/O. Latencies are kept as a fixed-size uniform sample so memory stays 
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
 LATENCY_SAMPLE_SIZE = 10_000
+# Upper bounds of the latency histogram (seconds), Prometheus-style; the last bucket is +Inf.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -36,10 +39,15 @@ class RunStats:
     last_accept_s: float | None = None
     _latencies_s: list[float] = field(default_factory=list)
     _seen: int = 0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    latency_sum_s: float = 0.0
     _random: random.Random = field(default_factory=lambda: random.Random(0))
 
     def record_latency(self, latency_s: float) -> None:
-        """Reservoir sampling: every call has the same chance to be in the sample."""
+        """Histogram counts, and reservoir sampling: every call has the same chance to be in
+        the sample the percentiles come from."""
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, latency_s)] += 1
+        self.latency_sum_s += latency_s
         self._seen += 1
         if len(self._latencies_s) < LATENCY_SAMPLE_SIZE:
             self._latencies_s.append(latency_s)

@@ -150,12 +150,8 @@ class Finished:
     stderr: str
 
     def events(self) -> list[dict[str, Any]]:
-        """The JSON log lines on stderr (the summary line is not JSON and is skipped)."""
-        found = []
-        for line in self.stderr.splitlines():
-            if line.startswith("{"):
-                found.append(json.loads(line))
-        return found
+        """The log: JSON lines on stdout, every line of it (the summary line is on stderr)."""
+        return [json.loads(line) for line in self.stdout.splitlines()]
 
 
 class Child:
@@ -201,6 +197,9 @@ class Child:
 
     def stderr(self) -> str:
         return self._err.read_text(encoding="utf-8", errors="replace")
+
+    def stdout(self) -> str:
+        return self._out.read_text(encoding="utf-8", errors="replace")
 
     async def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -577,7 +576,7 @@ async def test_sigterm_during_start_up_exits_interrupted(tmp_path: Path) -> None
     async with emulator(5, faults=slow_schema) as emu:
         job = Job(tmp_path, emu.url, make_rows(20, 5, seed=15))
         async with child(job.argv(), job.environment(), tmp_path) as process:
-            await wait_until(lambda: "run_starting" in process.stderr(), "the run to start")
+            await wait_until(lambda: "run_starting" in process.stdout(), "the run to start")
             await asyncio.sleep(0.5)
             process.send(signal.SIGTERM)
             stopped = await process.wait()
