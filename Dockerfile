@@ -14,5 +14,9 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
 USER bulkupdate
 WORKDIR /home/bulkupdate
 VOLUME ["/checkpoints"]
+# Configured by environment (BULKUPDATE_<SETTING>; flags win): the derived checkpoint and failures
+# file go to the volume, logs are JSON lines. Mount the input anywhere, read-only is fine.
+ENV BULKUPDATE_STATE_DIR=/checkpoints \
+    BULKUPDATE_LOG_FORMAT=json
 ENTRYPOINT ["bulkupdate"]
 CMD ["--help"]

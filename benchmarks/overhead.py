@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,9 @@ def parse_bare(text: str) -> Variant:
         raise argparse.ArgumentTypeError(f"expected TASKS[/POOL], got {text!r}") from None
 
 
-async def measure(args: argparse.Namespace, variant: Variant, csv_path: Path, tag: str):
+async def measure(
+    args: argparse.Namespace, variant: Variant, csv_path: Path, tag: str
+) -> Measurement:
     cores = {args.emulator_cpu, args.client_cpu}
     await wait_until_quiet(cores, args.max_other_cpu_percent, args.patience_s, log)
     async with emulator_process(args.emulator_cpu, args.demo_cases) as emulator:
@@ -236,7 +238,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"product command, e.g.: {product[0].command}\n")
     print(results_table(variants, runs))
 
-    def best(kind: str, key) -> tuple[Variant, float]:
+    def best(kind: str, key: Callable[[Measurement], float]) -> tuple[Variant, float]:
         scores = {
             v: statistics.median(key(m) for m in ms if m.complete)
             for v, ms in runs.items()
