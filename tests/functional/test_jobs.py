@@ -13,7 +13,7 @@ import pytest
 
 from bulkupdate.emulator import EmulatorConfig, no_quotas, running_emulator
 from bulkupdate.emulator.server import Emulator
-from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK
+from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK, EXIT_USAGE
 from tests.functional.runner import fast_run_flags, run_cli
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -146,3 +146,26 @@ async def test_the_demo_runs_the_sample_job_and_says_where_its_files_went(
         assert (out / name).exists()
         assert f"out/{name}" in result.stderr
     assert len(read_csv(out / "demo.failures.csv")) == 5
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ('[set]\nnope = "x"\n', "bad.toml: set.nope: names no field"),
+        ('[set]\norder_total = "lots"\n', "bad.toml: set.order_total: 'lots' is not a decimal"),
+        ("[values.priority]\nHi = [1]\n", "bad.toml: values.priority.Hi: [1] must be a string"),
+        ('[columns]\ncase_id = "priority"\nPrio = "Nowhere"\n', "'Nowhere'"),
+        ('colums = {Prio = "priority"}\n', "bad.toml: colums: unknown setting"),
+    ],
+)
+async def test_a_bad_job_file_stops_before_any_write_naming_the_key(
+    tables: str, message: str, emu: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "rows.csv").write_text("case_id,Prio\ncase-0000001,Hi\n", encoding="utf-8")
+    job = tmp_path / "bad.toml"
+    job.write_text(f'input = "rows.csv"\ndomain_id = "demo"\n{tables}', encoding="utf-8")
+    result = await run_cli("run", str(job), *fast_run_flags(emu.url))
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert message in result.stderr
+    assert emu.service.updates == []
+    assert not list(tmp_path.glob("*.checkpoint.sqlite"))
