@@ -48,6 +48,7 @@ RUN_FLAGS = (
     "log_level",
     "redact",
     "metrics_port",
+    "shard",
 )
 
 
@@ -79,6 +80,12 @@ def add_run_parser(commands: Any) -> None:
     pacing.add_argument("--concurrency", type=int, help="calls in flight at most (default 16)")
     pacing.add_argument("--max-attempts", type=int, help="per row for 5xx/timeouts (default 8)")
     pacing.add_argument("--grace-period", type=float, help="seconds to drain on SIGTERM (10)")
+    pacing.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="apply only this shard's cases (0-based INDEX; without it, JOB_COMPLETION_INDEX "
+        "or AWS_BATCH_JOB_ARRAY_INDEX); --rate and --burst are shared by the COUNT shards",
+    )
     data = parser.add_argument_group("input")
     data.add_argument("--case-id-column", help="column with the case id (default case_id)")
     data.add_argument("--blank", choices=["skip", "clear"], help="blank cells (default skip)")

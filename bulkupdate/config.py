@@ -15,6 +15,7 @@ from typing import Any
 
 from bulkupdate.errors import ConfigError
 from bulkupdate.mapping import MAPPING_KEYS, FieldMapping, parse_mapping
+from bulkupdate.sharding import Shard, parse_shard
 
 ENV_PREFIX = "BULKUPDATE_"
 
@@ -56,6 +57,7 @@ class RunConfig:
     log_level: str = "info"
     redact: bool = False  # keep field values out of logs (the failures file still has them)
     metrics_port: int | None = None  # serve Prometheus metrics on this port
+    shard: Shard | None = None  # this process's part of a sharded job; None: the whole input
     mapping: FieldMapping = field(default_factory=FieldMapping)  # job file tables only
     job_file: str | None = None  # where the settings came from, to name its keys in errors
 
@@ -179,8 +181,19 @@ def resolve(
     for required in ("input", "domain_id"):
         if not merged.get(required):
             raise ConfigError("--" + required.replace("_", "-"), "is required")
-    derived = _derived(merged, job_path)
-    return RunConfig(**{**derived, **merged}, mapping=mapping, job_file=job_path)
+    if merged.get("shard"):
+        try:
+            merged["shard"] = parse_shard(merged["shard"], env or {})
+        except ValueError as error:
+            raise ConfigError("--shard", f"{merged['shard']!r} {error}") from None
+    settings = {**_derived(merged, job_path), **merged}
+    shard = settings.get("shard")
+    if shard is not None and shard.count > 1:  # one checkpoint and one set of files per shard
+        for key in ("checkpoint", "failures", "summary"):
+            value = settings.get(key)
+            if value and not value.startswith("dynamodb://"):  # that store keys by shard itself
+                settings[key] = shard.name(value)
+    return RunConfig(**settings, mapping=mapping, job_file=job_path)
 
 
 def _relative_to(job: dict[str, Any], job_path: str | None) -> dict[str, Any]:
@@ -199,18 +212,26 @@ def _is_absolute(path: str) -> bool:
 
 
 def _derived(merged: Mapping[str, Any], job_path: str | None) -> dict[str, Any]:
-    """Names that follow from the input when not given: job name, checkpoint, failures file."""
+    """Names that follow from the input when not given: job name, checkpoint, failures file.
+
+    They go beside the input, or into `state_dir`. For an s3:// input the failures file goes
+    beside it in S3 and the checkpoint into the working folder (a container should give
+    `--checkpoint dynamodb://TABLE` or a `state_dir` on a volume)."""
     source = str(merged["input"])
-    name = PurePath(source).name if source != "-" else "stdin"
+    remote = source.startswith("s3://")
+    name = source.rpartition("/")[2] if source != "-" else "stdin"
     stem = name
     for suffix in (".gz", ".csv", ".jsonl", ".ndjson"):
         stem = stem.removesuffix(suffix)
     fmt = merged.get("format") or ("jsonl" if ".jsonl" in name or ".ndjson" in name else "csv")
-    folder = PurePath(source).parent if source != "-" else PurePath(".")
+    folder = str(PurePath(source).parent) if source != "-" and not remote else "."
+    failures_folder = source.rpartition("/")[0] if remote else folder
     if merged.get("state_dir"):
-        folder = PurePath(merged["state_dir"])
+        folder = failures_folder = str(merged["state_dir"])
     return {
         "job_name": PurePath(job_path).stem if job_path else stem,
-        "checkpoint": str(folder / f"{stem}.checkpoint.sqlite"),
-        "failures": str(folder / f"{stem}.failures.{fmt}"),
+        "checkpoint": str(PurePath(folder) / f"{stem}.checkpoint.sqlite"),
+        "failures": f"{failures_folder.rstrip('/')}/{stem}.failures.{fmt}"
+        if remote and not merged.get("state_dir")
+        else str(PurePath(failures_folder) / f"{stem}.failures.{fmt}"),
     }

@@ -27,10 +27,12 @@ from bulkupdate.ordering import CaseLanes, Frontier
 from bulkupdate.retry import GiveUp, RetryPolicy
 from bulkupdate.rows import Row, prepare
 from bulkupdate.schema import ColumnMap
+from bulkupdate.sharding import Shard
 from bulkupdate.sources import Record
 from bulkupdate.stats import RunStats
 
 READ_CHUNK = 256  # records parsed per trip to the reader thread
+_OTHER_SHARD = "other shard"  # a chunk's marker for a record another shard applies
 
 
 class RunEnd(StrEnum):
@@ -49,6 +51,7 @@ class EngineSettings:
     flush_interval_s: float
     performed_by: dict[str, str] | None = None
     max_pending_rows: int = 0  # read-ahead cap; 0 = derived from concurrency
+    shard: Shard | None = None  # apply only the rows of this shard's cases
 
 
 class _Next(Enum):
@@ -205,6 +208,11 @@ class Engine:
                         frontier.skip(end)
                         stats.skipped += 1
                         continue
+                    if item is _OTHER_SHARD:
+                        frontier.skip(end)
+                        stats.other_shards += 1
+                        continue
+                    assert not isinstance(item, str)
                     stats.read += 1
                     frontier.read(record.offset, record.line, end)
                     if isinstance(item, Outcome) and not item.case_id:
@@ -219,14 +227,15 @@ class Engine:
                             self._resolve(item)
                             self._lanes.release(item.case_id)
 
-    def _next_chunk(self) -> list[tuple[Record, Row | Outcome | None]]:
-        """In a worker thread: parse and coerce up to READ_CHUNK records (None: resolved before).
+    def _next_chunk(self) -> list[tuple[Record, Row | Outcome | str | None]]:
+        """In a worker thread: parse and coerce up to READ_CHUNK records (None: resolved before;
+        _OTHER_SHARD: another shard's case).
 
         Touches no shared state; the event loop does the bookkeeping when the chunk returns.
         """
-        chunk: list[tuple[Record, Row | Outcome | None]] = []
+        chunk: list[tuple[Record, Row | Outcome | str | None]] = []
         resolved_before, columns = self._resolved_before, self._columns
-        skip_before = self._skip_before
+        skip_before, shard = self._skip_before, self._settings.shard
         for record in self._records:
             if self._stopping:
                 break
@@ -236,6 +245,11 @@ class Engine:
                 chunk.append((record, None))
                 continue
             item = prepare(record, columns)
+            if shard is not None and not (
+                shard.owns(item.case_id) if item.case_id else shard.owns_caseless()
+            ):
+                chunk.append((record, _OTHER_SHARD))
+                continue
             if isinstance(item, Row) and not item.fields:
                 item = item.outcome(RowStatus.DONE)  # every cell blank: nothing to change
             chunk.append((record, item))

@@ -134,7 +134,10 @@ async def _run_with_store(
         if relay.startup.cancelled_caught:
             _report(config, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
             return EXIT_INTERRUPTED
-        identity = JobIdentity(config.job_name, config.input, fingerprint, fmt)
+        name = config.job_name
+        if config.shard is not None and config.shard.count > 1:
+            name = f"{name}#{config.shard.label}"
+        identity = JobIdentity(name, config.input, fingerprint, fmt)
         state = await store.open(identity, restart=config.restart)
         point = state.resume_point
         source = probe
@@ -162,7 +165,8 @@ async def _run_with_store(
                 on_event=progress.event,
             )
             relay.attach(engine)
-            total = RowTotal(record_counter(config))
+            # A shard's part of the input is not known without hashing every row: no total.
+            total = RowTotal(record_counter(config) if config.shard is None else None)
             view = RunView(engine, resolved_before=sum(state.totals.values()), total=total)
             progress.start(view)
             if metrics is not None:

@@ -164,6 +164,8 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         summary.get("failed"),
     ):
         parts.append(f"(job so far: {job_applied} applied, {job_failed} failed)")
+    if summary.get("other_shards"):
+        parts.append(f"({summary['other_shards']} rows left to other shards)")
     lines = [" ".join(parts)]
     if summary.get("abort"):
         lines.append(f"  stopped by {summary['abort']}")

@@ -177,12 +177,16 @@ class Job:
 
     def settings(self) -> EngineSettings:
         config = self.config
+        rate_per_s, burst = config.rate, config.burst
+        if config.shard is not None:  # --rate and --burst are the whole job's: share them
+            rate_per_s, burst = config.shard.rate_share(rate_per_s, burst)
         return EngineSettings(
             concurrency=config.concurrency,
-            rate_per_s=config.rate,
-            burst=config.burst,
+            rate_per_s=rate_per_s,
+            burst=burst,
             max_attempts=config.max_attempts,
             grace_period_s=config.grace_period,
             flush_interval_s=config.flush_interval,
             performed_by=performed_by(config.performed_by),
+            shard=config.shard,
         )

@@ -28,6 +28,7 @@ class RunStats:
 
     read: int = 0
     skipped: int = 0  # resolved by an earlier run
+    other_shards: int = 0  # rows of cases another shard applies
     applied: int = 0
     failed: int = 0  # permanently, this run (locally rejected + service rejected + exhausted)
     rejected_locally: int = 0  # failed before any call (parse or coercion)
@@ -73,6 +74,7 @@ class RunStats:
         return {
             "read": self.read,
             "skipped": self.skipped,
+            "other_shards": self.other_shards,
             "applied": self.applied,
             "failed": self.failed,
             "rejected_locally": self.rejected_locally,

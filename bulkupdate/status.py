@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,56 @@ async def describe(checkpoint: str) -> dict[str, Any]:
     }
 
 
+_SHARD = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
+
+
+def shard_files(checkpoint: str) -> list[tuple[str, str]]:
+    """(shard label, path) of every shard's checkpoint beside `checkpoint`, which may be one
+    of them or the job's unsharded name; empty when the job is not sharded."""
+    path = Path(checkpoint)
+    found = _SHARD.search(path.name)
+    if found:
+        stem, rest = path.name[: found.start()], path.name[found.end() :]
+        count = found.group(2)
+    else:
+        stem, _, rest = path.name.partition(".")
+        count = "*"
+    candidates = path.parent.glob(f"{stem}.shard-*-of-{count}.{rest}")
+    files = []
+    for candidate in candidates:
+        match = _SHARD.search(candidate.name)
+        if match and candidate.name == f"{stem}{match.group(0)}{rest}":
+            files.append(((int(match.group(2)), int(match.group(1))), candidate))
+    return [(f"shard-{index}-of-{count}", str(p)) for (count, index), p in sorted(files)]
+
+
+async def describe_job(checkpoint: str) -> dict[str, Any]:
+    """One checkpoint's description, or every shard's with their totals."""
+    shards = shard_files(checkpoint)
+    if not shards:
+        return await describe(checkpoint)
+    described = [{"shard": label, **(await describe(path))} for label, path in shards]
+    return {
+        "job": described[0]["job"].partition("#")[0],
+        "shards": described,
+        "applied": sum(d["applied"] for d in described),
+        "failed": sum(d["failed"] for d in described),
+    }
+
+
 async def show(checkpoint: str, as_json: bool) -> str:
-    info = await describe(checkpoint)
+    info = await describe_job(checkpoint)
     if as_json:
         return json.dumps(info, indent=2)
+    if "shards" not in info:
+        return _text(info)
+    head = f"job {info['job']}: {len(info['shards'])} shards, applied: {info['applied']}, "
+    head += f"failed: {info['failed']}"
+    blocks = [f"[{shard['shard']}]\n{_text(shard)}" for shard in info["shards"]]
+    return "\n\n".join([head, *blocks])
+
+
+def _text(info: dict[str, Any]) -> str:
     last = info["last_run"] or {}
     left = info["input_bytes_left"]
     lines = [
