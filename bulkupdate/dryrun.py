@@ -9,14 +9,17 @@ from __future__ import annotations
 import sys
 from pathlib import PurePath
 
+import anyio
 import structlog
 
+from bulkupdate.aws.s3 import is_s3
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.models import Outcome
+from bulkupdate.outputs import published
 from bulkupdate.report import write_failures
 from bulkupdate.rows import Row, prepare
-from bulkupdate.startup import Job, fingerprint_input, open_input, peek
+from bulkupdate.startup import Job, RemoteInput, fingerprint_input, open_input, peek
 
 log = structlog.get_logger("bulkupdate")
 
@@ -30,7 +33,10 @@ def dry_run_path(failures: str) -> str:
 
 async def dry_run(job: Job) -> int:
     config = job.config
-    source = open_input(config, stream=fingerprint_input(config)[2])
+    if job.s3 is not None and is_s3(config.input):
+        job.remote = await anyio.to_thread.run_sync(RemoteInput.head, job.s3, config.input)
+    stream = fingerprint_input(config, job.remote)[2]
+    source = open_input(config, stream=stream, remote=job.remote)
     failed: list[Outcome] = []
     to_send = unchanged = 0
     with source:
@@ -52,9 +58,10 @@ async def dry_run(job: Job) -> int:
                 failed.append(item)
     # Beside the real failures file, never over it: that one belongs to the job's real runs.
     failures = dry_run_path(config.failures)
-    await write_failures(
-        failures, source.fmt, failed, header=source.header, delimiter=config.delimiter
-    )
+    async with published(failures, job.s3) as local:
+        await write_failures(
+            local, source.fmt, failed, header=source.header, delimiter=config.delimiter
+        )
     estimate_s = max(0.0, to_send - config.burst) / config.rate
     print(
         f"dry run: {to_send} rows to send, {len(failed)} would fail (see {failures}), "

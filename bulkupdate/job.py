@@ -9,12 +9,13 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from typing import Any
 
 import anyio
 import structlog
 
+from bulkupdate.aws.s3 import is_s3, open_s3
 from bulkupdate.checkpoint import CheckpointStore, JobIdentity, RunState
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.config import RunConfig
@@ -25,9 +26,18 @@ from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, E
 from bulkupdate.logs import bind_run
 from bulkupdate.metrics import MetricsServer
 from bulkupdate.models import RowStatus
+from bulkupdate.outputs import publish_summary, published
 from bulkupdate.progress import ProgressSink, RowTotal, RunView
-from bulkupdate.report import summary_line, write_failures, write_summary
-from bulkupdate.startup import START, Job, fingerprint_input, open_input, peek, record_counter
+from bulkupdate.report import summary_line, write_failures
+from bulkupdate.startup import (
+    START,
+    Job,
+    RemoteInput,
+    fingerprint_input,
+    open_input,
+    peek,
+    record_counter,
+)
 from bulkupdate.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
@@ -73,8 +83,16 @@ class SignalRelay:
 async def run(config: RunConfig, *, progress: ProgressSink) -> int:
     job = Job(config)
     bind_run(config.job_name, job.run_id)
-    if config.dry_run:
-        return await dry_run(job)
+    with ExitStack() as resources:
+        if any(is_s3(where) for where in (config.input, config.failures, config.summary)):
+            job.s3 = resources.enter_context(open_s3(region=config.region, profile=config.profile))
+        if config.dry_run:
+            return await dry_run(job)
+        return await _run(job, progress)
+
+
+async def _run(job: Job, progress: ProgressSink) -> int:
+    config = job.config
     metrics = _serve_metrics(config, job.run_id)
     store: CheckpointStore = SqliteCheckpointStore(config.checkpoint)
     relay = SignalRelay()
@@ -122,17 +140,23 @@ async def _run_with_store(
     async with AsyncExitStack() as stack:
         try:
             with relay.startup:
-                fingerprint, fmt, stream = await anyio.to_thread.run_sync(fingerprint_input, config)
-                probe = stack.enter_context(open_input(config, START, stream))
+                if job.s3 is not None and is_s3(config.input):
+                    job.remote = await anyio.to_thread.run_sync(
+                        RemoteInput.head, job.s3, config.input
+                    )
+                fingerprint, fmt, stream = await anyio.to_thread.run_sync(
+                    fingerprint_input, config, job.remote
+                )
+                probe = stack.enter_context(open_input(config, START, stream, job.remote))
                 head, records = peek(iter(probe))
                 api, columns = await stack.enter_async_context(job.connect(probe, head))
         except CallError as error:  # the domain could not be read: nothing was sent
             summary = _startup_summary(job, started_s, RunState.ABORTED, error)
             log.error("run_aborted", code=error.code, message=error.message, fix=_fix_hint(error))
-            _report(config, summary)
+            _report(job, summary)
             return EXIT_ABORTED
         if relay.startup.cancelled_caught:
-            _report(config, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
+            _report(job, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
             return EXIT_INTERRUPTED
         name = config.job_name
         if config.shard is not None and config.shard.count > 1:
@@ -142,7 +166,7 @@ async def _run_with_store(
         point = state.resume_point
         source = probe
         if point.offset > 0 and probe.seekable:  # jump straight to the first pending record
-            source = stack.enter_context(open_input(config, point))
+            source = stack.enter_context(open_input(config, point, None, job.remote))
             records = iter(source)
         log.info(
             "run_started",
@@ -189,24 +213,26 @@ async def _run_with_store(
                     fix=_fix_hint(result.abort),
                     pending=summary["pending"],
                 )
-            await write_failures(
-                config.failures,
-                source.fmt,
-                store.failed_rows(),
-                header=source.header,
-                delimiter=config.delimiter,
-            )
-            _report(config, summary)
+            async with published(config.failures, job.s3) as failures_path:
+                await write_failures(
+                    failures_path,
+                    source.fmt,
+                    store.failed_rows(),
+                    header=source.header,
+                    delimiter=config.delimiter,
+                )
+            _report(job, summary)
             return _exit_code(result.end, status.totals)
         finally:
             await store.finish_run(end_state.value, summary)
 
 
-def _report(config: RunConfig, summary: dict[str, Any]) -> None:
+def _report(job: Job, summary: dict[str, Any]) -> None:
+    config = job.config
     summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
     if config.summary:
         summary["summary_file"] = config.summary
-        write_summary(config.summary, summary)
+        publish_summary(config.summary, summary, job.s3)
     log.info("run_finished", **summary)
     print(summary_line(summary), file=sys.stderr)
 

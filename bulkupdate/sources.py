@@ -66,6 +66,7 @@ class Source:
         owns_stream: bool = False,
         start_offset: int = 0,
         start_line: int = 1,
+        size_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.fmt: Format = fmt
@@ -79,7 +80,9 @@ class Source:
             if fmt == "csv" and (len(delimiter) != 1 or delimiter in '"\r\n'):
                 message = f"must be one character, not a quote or newline: {delimiter!r}"
                 raise ConfigError("delimiter", message)
-            self.size_bytes = os.fstat(stream.fileno()).st_size if seekable else None
+            if size_bytes is None and seekable:
+                size_bytes = os.fstat(stream.fileno()).st_size
+            self.size_bytes = size_bytes
             if fmt == "csv":
                 self._records = self._open_csv(delimiter, start_offset, start_line)
             else:

@@ -6,17 +6,20 @@ Shared by a real run and a dry run; sends no update.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import random
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import structlog
 
 from bulkupdate.aws.client import open_cases
+from bulkupdate.aws.s3 import S3, ObjectInfo, is_s3, open_object
 from bulkupdate.cases import CasesApi
 from bulkupdate.clock import Clock, MonotonicClock
 from bulkupdate.config import RunConfig
@@ -41,9 +44,14 @@ def performed_by(value: str | None) -> dict[str, str] | None:
     return {"userArn": value} if value.startswith("arn:") else {"customEntity": value}
 
 
-def fingerprint_input(config: RunConfig) -> tuple[str, str, BinaryIO | None]:
+def fingerprint_input(
+    config: RunConfig, remote: RemoteInput | None = None
+) -> tuple[str, str, BinaryIO | None]:
     """(fingerprint, format, stream to read) of the input. Stdin can be read only once, so its
-    fingerprint comes with the stream that replays the bytes it took; files are re-opened."""
+    fingerprint comes with the stream that replays the bytes it took; files are re-opened; an
+    S3 object's is its ETag, size and version."""
+    if remote is not None:
+        return remote.info.fingerprint, input_format(config), None
     if config.input == "-":
         fingerprint, stream = fingerprint_stream(sys.stdin.buffer)
         return fingerprint, config.format or "csv", stream
@@ -52,9 +60,15 @@ def fingerprint_input(config: RunConfig) -> tuple[str, str, BinaryIO | None]:
 
 
 def open_input(
-    config: RunConfig, point: ResumePoint = START, stream: BinaryIO | None = None
+    config: RunConfig,
+    point: ResumePoint = START,
+    stream: BinaryIO | None = None,
+    remote: RemoteInput | None = None,
 ) -> Source:
-    """The input positioned at `point`: seeks in a plain file, re-reads and skips otherwise."""
+    """The input positioned at `point`: seeks in a plain file or S3 object (ranged GETs),
+    re-reads and skips otherwise (.gz, stdin)."""
+    if remote is not None:
+        return remote.open(config, point)
     if config.input == "-":
         return open_stream(
             stream or sys.stdin.buffer,
@@ -73,8 +87,9 @@ def open_input(
 
 
 def record_counter(config: RunConfig) -> Callable[[], int] | None:
-    """A function that counts the input's records (for the progress total); None for stdin."""
-    if config.input == "-":
+    """A function that counts the input's records (for the progress total); None for stdin and
+    S3 (counting would read the whole object twice)."""
+    if config.input == "-" or is_s3(config.input):
         return None
 
     def count() -> int:
@@ -82,6 +97,42 @@ def record_counter(config: RunConfig) -> Callable[[], int] | None:
             return sum(1 for _ in source)
 
     return count
+
+
+def input_format(config: RunConfig) -> str:
+    name = config.input.removesuffix(".gz").removesuffix(".GZ")
+    return config.format or name.rpartition(".")[2].replace("ndjson", "jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInput:
+    """An S3 input: the client and the object as it was when the run started."""
+
+    s3: S3
+    info: ObjectInfo
+
+    @classmethod
+    def head(cls, s3: S3, url: str) -> RemoteInput:
+        return cls(s3, s3.head(url))
+
+    def open(self, config: RunConfig, point: ResumePoint) -> Source:
+        compressed = config.input.lower().endswith(".gz")
+        raw = open_object(self.s3, self.info)
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
+        fmt = input_format(config)
+        if fmt not in ("csv", "jsonl"):
+            raise ConfigError("--format", f"cannot tell the format of {config.input}; set it")
+        return Source(
+            stream,
+            path=config.input,
+            fmt="csv" if fmt == "csv" else "jsonl",
+            delimiter=config.delimiter,
+            seekable=not compressed,
+            owns_stream=True,
+            start_offset=point.offset,
+            start_line=point.line,
+            size_bytes=None if compressed else self.info.size_bytes,
+        )
 
 
 def peek(records: Iterator[Record]) -> tuple[list[Record], Iterator[Record]]:
@@ -98,6 +149,8 @@ class Job:
         self.rng = random.Random()
         self.policy = RetryPolicy(max_attempts=config.max_attempts)
         self.run_id = uuid.uuid4().hex[:12]
+        self.s3: S3 | None = None  # when the input or an output is in S3
+        self.remote: RemoteInput | None = None  # an S3 input, once its object was read
 
     async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
         config = self.config
