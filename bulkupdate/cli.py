@@ -49,6 +49,7 @@ RUN_FLAGS = (
     "redact",
     "metrics_port",
     "shard",
+    "create_table",
 )
 
 
@@ -68,11 +69,21 @@ def add_run_parser(commands: Any) -> None:
     aws.add_argument("--region")
     aws.add_argument("--profile")
     files = parser.add_argument_group("files (derived from the input's name by default)")
-    files.add_argument("--checkpoint", help="SQLite checkpoint (default INPUT.checkpoint.sqlite)")
+    files.add_argument(
+        "--checkpoint",
+        help="SQLite file (default INPUT.checkpoint.sqlite) or dynamodb://TABLE",
+    )
     files.add_argument("--failures", help="failures file (default INPUT.failures.csv|jsonl)")
     files.add_argument("--summary", help="write a JSON summary here")
     files.add_argument(
         "--state-dir", help="folder for the derived checkpoint and failures file (containers)"
+    )
+    files.add_argument(
+        "--no-create-table",
+        dest="create_table",
+        action="store_false",
+        default=None,
+        help="do not create a missing dynamodb:// checkpoint table (locked-down accounts)",
     )
     pacing = parser.add_argument_group("pacing")
     pacing.add_argument("--rate", type=float, help="UpdateCase calls/s ceiling (default 2)")
@@ -132,7 +143,10 @@ def add_status_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "status", help="what a job's runs did and what is left", description="Show a checkpoint."
     )
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="SQLite file or dynamodb://TABLE")
+    parser.add_argument("--job", help="the job's name (required with dynamodb://)")
+    parser.add_argument("--region")
+    parser.add_argument("--profile")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=status_command)
 
@@ -229,7 +243,11 @@ def status_command(args: argparse.Namespace) -> int:
     from bulkupdate.status import show
 
     try:
-        text = anyio.run(show, args.checkpoint, args.json)
+        text = anyio.run(
+            lambda: show(
+                args.checkpoint, args.json, args.job, region=args.region, profile=args.profile
+            )
+        )
     except BulkUpdateError as error:
         print(f"bulkupdate: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -58,6 +58,9 @@ class RunConfig:
     redact: bool = False  # keep field values out of logs (the failures file still has them)
     metrics_port: int | None = None  # serve Prometheus metrics on this port
     shard: Shard | None = None  # this process's part of a sharded job; None: the whole input
+    create_table: bool = True  # create a missing dynamodb:// checkpoint table on first use
+    # Seconds a dynamodb:// checkpoint stays claimed by a run that stopped renewing it (killed).
+    checkpoint_lease: float = 60.0
     mapping: FieldMapping = field(default_factory=FieldMapping)  # job file tables only
     job_file: str | None = None  # where the settings came from, to name its keys in errors
 
@@ -132,6 +135,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_level": _choice("debug", "info", "warning", "error"),
     "redact": _flag,
     "metrics_port": _port,
+    "create_table": _flag,
+    "checkpoint_lease": _positive_float,
 }
 SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in ("mapping", "job_file"))
 # Paths in a job file are relative to the job file's folder, so a job and its data travel together.

@@ -383,8 +383,14 @@ class Engine:
             # its outcome in this batch or an earlier one, so a crash never skips a row.
             batch, self._batch = self._batch, []
             point = self._frontier.resume_point()
-            with anyio.CancelScope(shield=True):
-                await self._store.commit(batch, point, self.stats.counters())
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._store.commit(batch, point, self.stats.counters())
+            except BaseException:
+                # Not recorded: keep the outcomes for the final flush, or the next resume point
+                # would pass rows that no checkpoint holds.
+                self._batch[:0] = batch
+                raise
 
     def progress(self) -> dict[str, Any]:
         return {

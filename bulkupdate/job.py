@@ -15,8 +15,15 @@ from typing import Any
 import anyio
 import structlog
 
+from bulkupdate.aws.checkpoint_dynamodb import DYNAMODB, DynamoDbCheckpointStore
 from bulkupdate.aws.s3 import is_s3, open_s3
-from bulkupdate.checkpoint import CheckpointStore, JobIdentity, RunState
+from bulkupdate.checkpoint import (
+    CheckpointBusyError,
+    CheckpointStore,
+    JobIdentity,
+    ResumeState,
+    RunState,
+)
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.config import RunConfig
 from bulkupdate.dryrun import dry_run
@@ -41,6 +48,7 @@ from bulkupdate.startup import (
 from bulkupdate.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
+BUSY_RETRY_S = 5.0  # at most, between tries to open a checkpoint another run holds
 
 
 class SignalRelay:
@@ -94,7 +102,7 @@ async def run(config: RunConfig, *, progress: ProgressSink) -> int:
 async def _run(job: Job, progress: ProgressSink) -> int:
     config = job.config
     metrics = _serve_metrics(config, job.run_id)
-    store: CheckpointStore = SqliteCheckpointStore(config.checkpoint)
+    store = open_store(config)
     relay = SignalRelay()
     failure: Exception | None = None
     code = EXIT_ABORTED
@@ -113,6 +121,42 @@ async def _run(job: Job, progress: ProgressSink) -> int:
     if failure is not None:
         raise failure
     return code
+
+
+def open_store(config: RunConfig) -> CheckpointStore:
+    """The job's checkpoint: a SQLite file, or `dynamodb://TABLE` shared by every container."""
+    if not config.checkpoint.startswith(DYNAMODB):
+        return SqliteCheckpointStore(config.checkpoint)
+    table = config.checkpoint.removeprefix(DYNAMODB)
+    if not table or "/" in table:
+        raise ConfigError("--checkpoint", f"must be dynamodb://TABLE, not {config.checkpoint!r}")
+    shard = config.shard
+    return DynamoDbCheckpointStore(
+        table,
+        config.job_name,
+        f"{shard.index}/{shard.count}" if shard is not None else "0/1",
+        create_table=config.create_table,
+        region=config.region,
+        profile=config.profile,
+        lease_s=config.checkpoint_lease,
+    )
+
+
+async def _open_waiting(job: Job, store: CheckpointStore, identity: JobIdentity) -> ResumeState:
+    """Open the checkpoint. A shared one may still be leased by a container that was killed
+    (its lease is no longer renewed): wait for it to lapse rather than fail the retry."""
+    config = job.config
+    wait_s = config.checkpoint_lease if isinstance(store, DynamoDbCheckpointStore) else 0.0
+    retry_s = min(BUSY_RETRY_S, config.checkpoint_lease / 3)
+    deadline_s = job.clock.now_s() + wait_s + retry_s
+    while True:
+        try:
+            return await store.open(identity, restart=config.restart)
+        except CheckpointBusyError:
+            if job.clock.now_s() >= deadline_s:
+                raise
+            log.warning("checkpoint_busy_waiting", checkpoint=config.checkpoint, retry_s=retry_s)
+            await job.clock.sleep(retry_s)
 
 
 def _serve_metrics(config: RunConfig, run_id: str) -> MetricsServer | None:
@@ -162,7 +206,7 @@ async def _run_with_store(
         if config.shard is not None and config.shard.count > 1:
             name = f"{name}#{config.shard.label}"
         identity = JobIdentity(name, config.input, fingerprint, fmt)
-        state = await store.open(identity, restart=config.restart)
+        state = await _open_waiting(job, store, identity)
         point = state.resume_point
         source = probe
         if point.offset > 0 and probe.seekable:  # jump straight to the first pending record

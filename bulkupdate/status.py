@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bulkupdate.aws.checkpoint_dynamodb import DYNAMODB, shard_statuses
+from bulkupdate.checkpoint import JobStatus
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.errors import ConfigError
 from bulkupdate.models import RowStatus
@@ -32,6 +34,10 @@ async def describe(checkpoint: str) -> dict[str, Any]:
         status = await store.status()
     finally:
         await store.close()
+    return _info(status)
+
+
+def _info(status: JobStatus) -> dict[str, Any]:
     input_path = status.job.input_path
     size = _size(input_path)
     left = size - status.resume_point.offset if size is not None else None
@@ -82,12 +88,33 @@ def shard_files(checkpoint: str) -> list[tuple[str, str]]:
     return [(f"shard-{index}-of-{count}", str(p)) for (count, index), p in sorted(files)]
 
 
-async def describe_job(checkpoint: str) -> dict[str, Any]:
+async def describe_job(
+    checkpoint: str,
+    job: str | None = None,
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+) -> dict[str, Any]:
     """One checkpoint's description, or every shard's with their totals."""
-    shards = shard_files(checkpoint)
-    if not shards:
-        return await describe(checkpoint)
-    described = [{"shard": label, **(await describe(path))} for label, path in shards]
+    if checkpoint.startswith(DYNAMODB):
+        if not job:
+            raise ConfigError("--job", "is required with a dynamodb:// checkpoint")
+        table = checkpoint.removeprefix(DYNAMODB)
+        found = await shard_statuses(table, job, region=region, profile=profile)
+        if not found:
+            raise ConfigError("--job", f"no checkpoint of job {job!r} in table {table}")
+        described = [
+            {"shard": "shard-{}-of-{}".format(*label.split("/")), **_info(status)}
+            for label, status in found
+        ]
+        if len(described) == 1 and described[0]["shard"] == "shard-0-of-1":
+            del described[0]["shard"]
+            return described[0]
+    else:
+        shards = shard_files(checkpoint)
+        if not shards:
+            return await describe(checkpoint)
+        described = [{"shard": label, **(await describe(path))} for label, path in shards]
     return {
         "job": described[0]["job"].partition("#")[0],
         "shards": described,
@@ -96,8 +123,15 @@ async def describe_job(checkpoint: str) -> dict[str, Any]:
     }
 
 
-async def show(checkpoint: str, as_json: bool) -> str:
-    info = await describe_job(checkpoint)
+async def show(
+    checkpoint: str,
+    as_json: bool,
+    job: str | None = None,
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+) -> str:
+    info = await describe_job(checkpoint, job, region=region, profile=profile)
     if as_json:
         return json.dumps(info, indent=2)
     if "shards" not in info:

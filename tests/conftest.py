@@ -3,7 +3,7 @@ fake credentials (the way s3transfer's tests build real clients)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -14,6 +14,7 @@ from botocore.config import Config
 from bulkupdate.emulator import EmulatorConfig, no_quotas, running_emulator
 from bulkupdate.emulator.config import DEFAULT_CREDENTIALS
 from bulkupdate.emulator.server import Emulator
+from tests.motoserver import running_moto
 
 ACCESS_KEY_ID, SECRET_ACCESS_KEY = next(iter(DEFAULT_CREDENTIALS.items()))
 REGION = "us-east-1"
@@ -70,3 +71,10 @@ async def raw_client(emulator: Emulator, make_client: ClientFactory) -> AsyncIte
     """A client that skips botocore's parameter validation, so the emulator's own checks answer."""
     async with make_client(emulator.url, parameter_validation=False) as cases:
         yield cases
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A real moto server (DynamoDB and the rest) for the whole session, started on first use."""
+    with running_moto() as url:
+        yield url

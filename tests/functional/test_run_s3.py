@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from bulkupdate.emulator import EmulatorConfig, Quota, no_quotas, running_emulator
@@ -21,7 +20,7 @@ from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_U
 from tests.functional.runner import fast_run_flags, run_cli
 from tests.functional.test_run_resume import Job as LocalJob
 from tests.functional.test_run_resume import applied_rows, child, make_rows, wait_until
-from tests.motoserver import running_moto
+from tests.motoserver import running_moto, s3_client
 
 BUCKET = "exports"
 
@@ -34,13 +33,7 @@ def moto_s3() -> Iterator[str]:
 
 @pytest.fixture
 def s3(moto_s3: str) -> Iterator[Any]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    client = s3_client(moto_s3)
     client.create_bucket(Bucket=BUCKET)
     yield client
     for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
@@ -72,7 +65,7 @@ def get(s3: Any, key: str) -> bytes:
 
 
 async def test_an_s3_input_is_applied_and_the_failures_file_and_summary_go_to_s3(
-    s3: Any, moto_s3: str, emu: Emulator
+    s3: Any, moto_s3: str, emu: Emulator, tmp_path: Path
 ) -> None:
     s3.put_object(Bucket=BUCKET, Key="crm/orders.csv", Body=rows_csv(60, bad=3))
     result = await run_cli(
@@ -81,6 +74,7 @@ async def test_an_s3_input_is_applied_and_the_failures_file_and_summary_go_to_s3
         *fast_run_flags(emu.url),
         *("--summary", f"s3://{BUCKET}/runs/summary.json"),
         env={"AWS_ENDPOINT_URL_S3": moto_s3},
+        cwd=tmp_path,  # the derived checkpoint of an S3 input goes to the working folder
     )
     assert result.returncode == EXIT_FAILED_ROWS, result.stderr
     assert len(emu.service.updates) == 57
@@ -89,6 +83,7 @@ async def test_an_s3_input_is_applied_and_the_failures_file_and_summary_go_to_s3
     assert {row["error_code"] for row in failures} == {"invalid_number"}
     summary = json.loads(get(s3, "runs/summary.json"))
     assert (summary["applied"], summary["failed"], summary["end"]) == (57, 3, "finished")
+    assert (tmp_path / "orders.checkpoint.sqlite").is_file()
 
 
 async def test_a_gzipped_s3_input_is_read_transparently(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import pytest
 
 from bulkupdate.cases import FakeCasesApi
 from bulkupdate.checkpoint import JobIdentity, MemoryCheckpointStore
@@ -203,3 +204,33 @@ async def test_a_forced_stop_abandons_calls_in_flight_and_leaves_their_rows_pend
     assert api.applied == []
     assert (await store.status()).totals.get(RowStatus.DONE, 0) == 0
     assert result.resume_point.offset == 0
+
+
+class FlakyStore(RecordingStore):
+    """Its second commit fails (a network blip on a remote store); the others succeed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = 0
+
+    async def commit(self, outcomes: Sequence[Outcome], *args: Any, **kwargs: Any) -> None:
+        self.commits += 1
+        if self.commits == 2:
+            raise OSError("checkpoint unreachable")
+        await super().commit(outcomes, *args, **kwargs)
+
+
+async def test_a_failed_commit_keeps_its_outcomes_for_the_final_flush() -> None:
+    api = SlowFake(FIELDS, [f"C-{i}" for i in range(40)], delay_s=0.01)
+    store = FlakyStore()
+    await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
+    engine = build_engine(api, store, 40)
+    with pytest.raises(ExceptionGroup) as raised, anyio.fail_after(10):
+        await engine.run()
+    assert raised.group_contains(OSError, match="checkpoint unreachable", depth=None)
+    status = await store.status()
+    recorded = {o.offset for batch in store.batches for o in batch}
+    below = {i * 10 for i in range(40) if i * 10 < status.resume_point.offset}
+    assert store.commits >= 3, "the final flush ran after the failed one"
+    assert below <= recorded, "the resume point passed rows no checkpoint holds"
+    assert len(recorded) == sum(status.totals.values())
