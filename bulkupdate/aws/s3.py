@@ -84,13 +84,12 @@ class S3:
         return self._run(info.url, "GetObject", get)
 
     def upload(self, local_path: str, url: str) -> None:
-        """Put a local file (a failures file or summary: small next to the input) at `url`."""
+        """Put a local file (a failures file or summary) at `url`, streamed from disk."""
         bucket, key = parse_s3_url(url)
-        with open(local_path, "rb") as handle:
-            data = handle.read()
 
         async def put() -> None:
-            await self._client.put_object(Bucket=bucket, Key=key, Body=data)
+            with open(local_path, "rb") as body:  # noqa: ASYNC230 - the portal's own loop
+                await self._client.put_object(Bucket=bucket, Key=key, Body=body)
 
         self._run(url, "PutObject", put)
 
