@@ -22,7 +22,7 @@ import anyio
 import pytest
 from aiobotocore.session import AioSession
 
-from bulkupdate.aws import checkpoint_dynamodb
+from bulkupdate import checkpoint_items
 from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore, shard_statuses
 from bulkupdate.checkpoint import (
     CheckpointBusyError,
@@ -323,15 +323,15 @@ async def test_a_batch_of_many_large_failed_rows_is_recorded_whole(raw: Any, tab
     assert rows == failures
     assert status.totals == {DONE: 150, FAILED: 150}
     pages = await items(raw, table, "fail#")
-    assert 10 <= len(pages) < checkpoint_dynamodb.TRANSACT_ITEMS
+    assert 10 <= len(pages) < checkpoint_items.TRANSACT_ITEMS
 
 
 async def test_a_batch_larger_than_one_transaction_is_split_in_offset_order(
     dynamodb: str, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoint_dynamodb, "TRANSACT_BYTES", 100_000)
+    monkeypatch.setattr(checkpoint_items, "TRANSACT_BYTES", 100_000)
     failures = [big_failure(i, 30_000) for i in range(12)]
-    chunks = checkpoint_dynamodb.plan_chunks(list(reversed(failures)))
+    chunks = checkpoint_items.plan_chunks(list(reversed(failures)))
     store = DynamoDbCheckpointStore(table, JOB.name)
     await store.open(JOB, restart=False)
     try:
