@@ -18,7 +18,7 @@ from bulkupdate import __version__
 from bulkupdate.config import RunConfig, resolve
 from bulkupdate.emulator import cli as emulator_cli
 from bulkupdate.errors import BulkUpdateError, ConfigError
-from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK, EXIT_USAGE
+from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK, EXIT_USAGE
 
 # Flags of `run` that map one-to-one onto RunConfig settings (dest -> setting).
 RUN_FLAGS = (
@@ -202,6 +202,14 @@ def run_command(args: argparse.Namespace) -> int:
     except BulkUpdateError as error:
         print(f"bulkupdate: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001 - a resumable stop, not a traceback
+        print(
+            f"bulkupdate: the run stopped on an unexpected error: {type(error).__name__}: "
+            f"{error}. Every row is applied, failed or pending in the checkpoint: run the "
+            "same command again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_ABORTED
 
 
 def start_run(config: RunConfig, *, bar: bool | None) -> int:

@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from bulkupdate.cases import CasesApi
 from bulkupdate.checkpoint import CheckpointStore
 from bulkupdate.clock import Clock
-from bulkupdate.errors import CallError, ErrorKind
+from bulkupdate.errors import BulkUpdateError, CallError, ErrorKind
 from bulkupdate.gate import SLOT_CHECK_S, RateGate
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 from bulkupdate.ordering import CaseLanes, Frontier
@@ -32,6 +32,9 @@ from bulkupdate.sources import Record
 from bulkupdate.stats import RunStats
 
 READ_CHUNK = 256  # records parsed per trip to the reader thread
+# Checkpoint commits failing this many times in a row stop the run: sending on without
+# recording would only grow what a crash re-sends.
+MAX_FAILED_COMMITS = 4
 _OTHER_SHARD = "other shard"  # a chunk's marker for a record another shard applies
 
 
@@ -176,7 +179,13 @@ class Engine:
             self._outer = None
             self._lanes.drain()  # parked rows stay unresolved: pending for the next run
             with anyio.CancelScope(shield=True):
-                await self._flush()
+                try:
+                    await self._flush()
+                except Exception as error:  # noqa: BLE001 - reported as the run's abort
+                    self._end = RunEnd.ABORTED
+                    if self._abort is None:
+                        code = type(error).__name__
+                        self._abort = CallError(ErrorKind.SYSTEMIC, code, str(error))
         return RunResult(
             self._end,
             self.stats,
@@ -190,7 +199,16 @@ class Engine:
             self._reading = reading
             if self._stopping:
                 reading.cancel()
-            await self._read(send)
+            try:
+                await self._read(send)
+            except BulkUpdateError as error:  # the input failed mid-run (S3, a truncated .gz)
+                self._fail(type(error).__name__, str(error))
+
+    def _fail(self, code: str, message: str) -> None:
+        """Stop as on a systemic error: calls in flight finish, unfinished rows stay pending."""
+        self._abort = CallError(ErrorKind.SYSTEMIC, code, message)
+        self._on_event("run_aborting", {"code": code, "message": message})
+        self.request_stop(RunEnd.ABORTED)
 
     async def _read(self, send: MemoryObjectSendStream[Row]) -> None:
         frontier, stats = self._frontier, self.stats
@@ -336,9 +354,8 @@ class Engine:
     def _after_failure(self, row: Row, error: CallError, sent_s: float) -> tuple[_Next, float]:
         kind = error.kind
         if kind is ErrorKind.SYSTEMIC:
+            self._fail(error.code, error.message)
             self._abort = error
-            self._on_event("run_aborting", {"code": error.code, "message": error.message})
-            self.request_stop(RunEnd.ABORTED)
             return _Next.STOP, 0.0
         if kind is ErrorKind.THROTTLED:
             # Throttles never count against --max-attempts: only 5xx/timeouts do.
@@ -372,9 +389,19 @@ class Engine:
     # -- checkpoint ----------------------------------------------------------------------
 
     async def _flush_every_interval(self) -> None:
+        failed = 0
         while True:
             await self._clock.sleep(self._settings.flush_interval_s)
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception as error:  # noqa: BLE001 - the batch is kept for the next try
+                failed += 1
+                message = f"{type(error).__name__}: {error}"
+                self._on_event("checkpoint_commit_failed", {"attempt": failed, "error": message})
+                if failed >= MAX_FAILED_COMMITS and not self._stopping:
+                    self._fail("CheckpointUnavailable", message)
+                continue
+            failed = 0
             self._on_event("progress", self.progress())
 
     async def _flush(self) -> None:

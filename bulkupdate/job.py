@@ -119,6 +119,8 @@ async def _run(job: Job, progress: ProgressSink) -> int:
         if metrics is not None:
             metrics.close()
     if failure is not None:
+        while isinstance(failure, ExceptionGroup) and len(failure.exceptions) == 1:
+            failure = failure.exceptions[0]
         raise failure
     return code
 
@@ -245,8 +247,8 @@ async def _run_with_store(
                 relay.detach()
                 progress.close()
             end_state = RunState(result.end.value)
-            status = await store.status()
-            summary = _summary(result, status.totals, end_state)
+            totals = await _totals(store)
+            summary = _summary(result, totals, end_state)
             if result.abort is not None:
                 summary["abort"] = f"{result.abort.code}: {result.abort.message}"
                 summary["fix"] = _fix_hint(result.abort)
@@ -257,18 +259,33 @@ async def _run_with_store(
                     fix=_fix_hint(result.abort),
                     pending=summary["pending"],
                 )
-            async with published(config.failures, job.s3) as failures_path:
-                await write_failures(
-                    failures_path,
-                    source.fmt,
-                    store.failed_rows(),
-                    header=source.header,
-                    delimiter=config.delimiter,
-                )
+            try:
+                async with published(config.failures, job.s3) as failures_path:
+                    await write_failures(
+                        failures_path,
+                        source.fmt,
+                        store.failed_rows(),
+                        header=source.header,
+                        delimiter=config.delimiter,
+                    )
+            except Exception as error:  # noqa: BLE001 - the checkpoint still holds every row
+                log.error("failures_file_not_written", path=config.failures, error=str(error))
             _report(job, summary)
-            return _exit_code(result.end, status.totals)
+            return _exit_code(result.end, totals)
         finally:
-            await store.finish_run(end_state.value, summary)
+            try:
+                await store.finish_run(end_state.value, summary)
+            except Exception as error:  # noqa: BLE001 - the next run sees this one as crashed
+                log.error("run_end_not_recorded", error=str(error))
+
+
+async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int]:
+    """The job's rows per status, or none when the checkpoint cannot be read now."""
+    try:
+        return (await store.status()).totals
+    except Exception as error:  # noqa: BLE001 - the run already ended; report what it knows
+        log.error("checkpoint_status_failed", error=str(error))
+        return {}
 
 
 def _report(job: Job, summary: dict[str, Any]) -> None:

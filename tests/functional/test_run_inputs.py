@@ -28,6 +28,7 @@ from bulkupdate.emulator import (
     no_quotas,
     running_emulator,
 )
+from bulkupdate.exits import EXIT_ABORTED
 from tests.functional.runner import Completed, fast_run_flags, run_cli
 
 DOMAIN = "demo"
@@ -886,3 +887,28 @@ async def test_rows_for_one_case_apply_in_input_order(tmp_path: Path) -> None:
             sent = [fields[0]["value"]["doubleValue"] for fields in updates_of(emu, case_id)]
             assert sent == totals, case_id
             assert values(emu, case_id)["order_total"] == {"doubleValue": totals[-1]}
+
+
+async def test_an_input_that_breaks_mid_run_aborts_resumably_with_a_summary(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = tmp_path / "cut.csv.gz"
+    write_csv(
+        source,
+        ["case_id", "order_total"],
+        [[f"case-{i % 5 + 1:07d}", str(i)] for i in range(20_000)],
+    )
+    whole = source.read_bytes()
+    source.write_bytes(whole[: len(whole) * 2 // 3])  # a copy cut short
+    summary = tmp_path / "summary.json"
+    result = await run_cli(
+        "run", "--input", str(source), *fast_run_flags(emu.url), "--summary", str(summary)
+    )
+    assert result.returncode == EXIT_ABORTED, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads(summary.read_text())
+    assert report["end"] == "aborted"
+    assert report["abort"].startswith("InputError:")
+    assert "run the same command to resume" in result.stderr
+    assert report["applied"] == len(emu.service.updates) > 0
+    assert (tmp_path / "cut.failures.csv").is_file()

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-import pytest
 
 from bulkupdate.cases import FakeCasesApi
 from bulkupdate.checkpoint import JobIdentity, MemoryCheckpointStore
@@ -207,30 +206,52 @@ async def test_a_forced_stop_abandons_calls_in_flight_and_leaves_their_rows_pend
 
 
 class FlakyStore(RecordingStore):
-    """Its second commit fails (a network blip on a remote store); the others succeed."""
+    """Commits numbered in `failing` fail (a network blip on a remote store); others succeed."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing: Callable[[int], bool]) -> None:
         super().__init__()
         self.commits = 0
+        self.failing = failing
 
     async def commit(self, outcomes: Sequence[Outcome], *args: Any, **kwargs: Any) -> None:
         self.commits += 1
-        if self.commits == 2:
+        if self.failing(self.commits):
             raise OSError("checkpoint unreachable")
         await super().commit(outcomes, *args, **kwargs)
 
 
-async def test_a_failed_commit_keeps_its_outcomes_for_the_final_flush() -> None:
-    api = SlowFake(FIELDS, [f"C-{i}" for i in range(40)], delay_s=0.01)
-    store = FlakyStore()
+async def run_on(store: FlakyStore, rows: int) -> tuple[RunResult, list[str]]:
+    api = SlowFake(FIELDS, [f"C-{i}" for i in range(rows)], delay_s=0.01)
     await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
-    engine = build_engine(api, store, 40)
-    with pytest.raises(ExceptionGroup) as raised, anyio.fail_after(10):
-        await engine.run()
-    assert raised.group_contains(OSError, match="checkpoint unreachable", depth=None)
-    status = await store.status()
+    engine = build_engine(api, store, rows)
+    events: list[str] = []
+    engine._on_event = lambda name, data: events.append(name)
+    with anyio.fail_after(10):
+        result = await engine.run()
+    return result, events
+
+
+def assert_nothing_lost(store: FlakyStore, rows: int, resume_offset: int) -> None:
     recorded = {o.offset for batch in store.batches for o in batch}
-    below = {i * 10 for i in range(40) if i * 10 < status.resume_point.offset}
-    assert store.commits >= 3, "the final flush ran after the failed one"
+    below = {i * 10 for i in range(rows) if i * 10 < resume_offset}
     assert below <= recorded, "the resume point passed rows no checkpoint holds"
-    assert len(recorded) == sum(status.totals.values())
+
+
+async def test_a_failed_commit_keeps_its_outcomes_for_the_next_one() -> None:
+    store = FlakyStore(lambda number: number == 2)
+    result, events = await run_on(store, 40)
+    assert result.end is RunEnd.FINISHED
+    assert "checkpoint_commit_failed" in events
+    assert_nothing_lost(store, 40, result.resume_point.offset)
+    assert sum((await store.status()).totals.values()) == 40
+
+
+async def test_commits_that_keep_failing_abort_the_run_with_nothing_lost() -> None:
+    store = FlakyStore(lambda number: number >= 2)
+    result, events = await run_on(store, 400)
+    assert result.end is RunEnd.ABORTED
+    assert result.abort is not None
+    assert result.abort.code == "CheckpointUnavailable"
+    assert events.count("checkpoint_commit_failed") >= 4
+    status = await store.status()
+    assert_nothing_lost(store, 400, status.resume_point.offset)
