@@ -62,7 +62,7 @@ def add_run_parser(commands: Any) -> None:
         "Precedence: flags > BULKUPDATE_* environment > job file > defaults.",
     )
     parser.add_argument("job", nargs="?", metavar="JOB.toml", help="job file (TOML)")
-    parser.add_argument("--input", help="CSV or JSONL file, .gz, or - for stdin")
+    parser.add_argument("--input", help="CSV or JSONL file, .gz, s3://BUCKET/KEY, or - for stdin")
     parser.add_argument("--domain-id")
     aws = parser.add_argument_group("AWS (standard configuration applies otherwise)")
     aws.add_argument("--endpoint-url", help="Connect Cases endpoint only")
@@ -228,13 +228,12 @@ def demo_command(args: argparse.Namespace) -> int:
     from bulkupdate.demo import run_demo
 
     output = {"redact": args.redact, "metrics_port": args.metrics_port}
+    output = {key: value for key, value in output.items() if value is not None}
     logs.configure(fmt=args.log_format, level=args.log_level or "info", redact=bool(args.redact))
     bar = False if args.no_progress else None
     folder = Path(args.dir)
     try:
-        result: int = anyio.run(
-            lambda: run_demo(folder, bar=bar, **{k: v for k, v in output.items() if v})
-        )
+        result: int = anyio.run(lambda: run_demo(folder, bar=bar, **output))
     except BulkUpdateError as error:
         print(f"bulkupdate: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -186,6 +186,10 @@ def resolve(
     for required in ("input", "domain_id"):
         if not merged.get(required):
             raise ConfigError("--" + required.replace("_", "-"), "is required")
+    for key in ("input", "checkpoint", "failures", "summary"):
+        location = str(merged.get(key) or "")
+        if location.startswith("s3://") and not _is_s3_object(location):
+            raise ConfigError("--" + key, f"{location!r} is not an s3://BUCKET/KEY URL")
     if merged.get("shard"):
         try:
             merged["shard"] = parse_shard(merged["shard"], env or {})
@@ -199,6 +203,11 @@ def resolve(
             if value and not value.startswith("dynamodb://"):  # that store keys by shard itself
                 settings[key] = shard.name(value)
     return RunConfig(**settings, mapping=mapping, job_file=job_path)
+
+
+def _is_s3_object(url: str) -> bool:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bool(bucket) and bool(key) and not key.endswith("/")
 
 
 def _relative_to(job: dict[str, Any], job_path: str | None) -> dict[str, Any]:

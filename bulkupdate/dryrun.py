@@ -25,10 +25,11 @@ log = structlog.get_logger("bulkupdate")
 
 
 def dry_run_path(failures: str) -> str:
-    """`x.failures.csv` -> `x.failures.dry-run.csv`."""
-    path = PurePath(failures)
+    """`x.failures.csv` -> `x.failures.dry-run.csv` (s3:// URLs too)."""
+    folder, slash, name = failures.rpartition("/")
+    path = PurePath(name)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    return str(path.with_name(path.name.removesuffix(suffix) + ".dry-run" + suffix))
+    return f"{folder}{slash}{name.removesuffix(suffix)}.dry-run{suffix}"
 
 
 async def dry_run(job: Job) -> int:

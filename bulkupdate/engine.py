@@ -25,7 +25,7 @@ from bulkupdate.gate import SLOT_CHECK_S, RateGate
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 from bulkupdate.ordering import CaseLanes, Frontier
 from bulkupdate.retry import GiveUp, RetryPolicy
-from bulkupdate.rows import Row, prepare
+from bulkupdate.rows import Row, case_id_of, prepare
 from bulkupdate.schema import ColumnMap
 from bulkupdate.sharding import Shard
 from bulkupdate.sources import Record
@@ -262,12 +262,12 @@ class Engine:
             if record.offset in resolved_before:
                 chunk.append((record, None))
                 continue
+            if shard is not None:  # decided before coercion: each shard coerces its rows only
+                case_id = case_id_of(record.values, columns.case_id_column)
+                if not (shard.owns(case_id) if case_id else shard.owns_caseless()):
+                    chunk.append((record, _OTHER_SHARD))
+                    continue
             item = prepare(record, columns)
-            if shard is not None and not (
-                shard.owns(item.case_id) if item.case_id else shard.owns_caseless()
-            ):
-                chunk.append((record, _OTHER_SHARD))
-                continue
             if isinstance(item, Row) and not item.fields:
                 item = item.outcome(RowStatus.DONE)  # every cell blank: nothing to change
             chunk.append((record, item))

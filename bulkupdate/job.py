@@ -30,7 +30,7 @@ from bulkupdate.dryrun import dry_run
 from bulkupdate.engine import Engine, RunEnd, RunResult
 from bulkupdate.errors import CallError, ConfigError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
-from bulkupdate.logs import bind_run
+from bulkupdate.logs import bind_run, redact_text
 from bulkupdate.metrics import MetricsServer
 from bulkupdate.models import RowStatus
 from bulkupdate.outputs import publish_summary, published
@@ -90,7 +90,8 @@ class SignalRelay:
 
 async def run(config: RunConfig, *, progress: ProgressSink) -> int:
     job = Job(config)
-    bind_run(config.job_name, job.run_id)
+    shard = {"shard": config.shard.label} if config.shard is not None else {}
+    bind_run(config.job_name, job.run_id, **shard)
     with ExitStack() as resources:
         if any(is_s3(where) for where in (config.input, config.failures, config.summary)):
             job.s3 = resources.enter_context(open_s3(region=config.region, profile=config.profile))
@@ -199,16 +200,21 @@ async def _run_with_store(
         except CallError as error:  # the domain could not be read: nothing was sent
             summary = _startup_summary(job, started_s, RunState.ABORTED, error)
             log.error("run_aborted", code=error.code, message=error.message, fix=_fix_hint(error))
-            _report(job, summary)
+            await _report(job, summary)
             return EXIT_ABORTED
         if relay.startup.cancelled_caught:
-            _report(job, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
+            await _report(job, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
             return EXIT_INTERRUPTED
         name = config.job_name
         if config.shard is not None and config.shard.count > 1:
             name = f"{name}#{config.shard.label}"
         identity = JobIdentity(name, config.input, fingerprint, fmt)
-        state = await _open_waiting(job, store, identity)
+        relay.startup = anyio.CancelScope()  # a signal while waiting for a leased checkpoint
+        with relay.startup:
+            state = await _open_waiting(job, store, identity)
+        if relay.startup.cancelled_caught:
+            await _report(job, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
+            return EXIT_INTERRUPTED
         point = state.resume_point
         source = probe
         if point.offset > 0 and probe.seekable:  # jump straight to the first pending record
@@ -270,7 +276,7 @@ async def _run_with_store(
                     )
             except Exception as error:  # noqa: BLE001 - the checkpoint still holds every row
                 log.error("failures_file_not_written", path=config.failures, error=str(error))
-            _report(job, summary)
+            await _report(job, summary)
             return _exit_code(result.end, totals)
         finally:
             try:
@@ -288,14 +294,15 @@ async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int]:
         return {}
 
 
-def _report(job: Job, summary: dict[str, Any]) -> None:
+async def _report(job: Job, summary: dict[str, Any]) -> None:
     config = job.config
     summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
     if config.summary:
         summary["summary_file"] = config.summary
-        publish_summary(config.summary, summary, job.s3)
+        await publish_summary(config.summary, summary, job.s3)
     log.info("run_finished", **summary)
-    print(summary_line(summary), file=sys.stderr)
+    line = summary_line(summary)
+    print(redact_text(line) if config.redact else line, file=sys.stderr)
 
 
 def _startup_summary(

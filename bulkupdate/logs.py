@@ -19,7 +19,7 @@ SECRET_KEYS = frozenset(
 # Event keys whose values are (or quote) field values of the input or of a case.
 VALUE_KEYS = frozenset({"value", "values", "raw", "fields", "evidence", "row"})
 # Free-text keys (service error messages) whose quoted parts may echo a value.
-TEXT_KEYS = frozenset({"message", "abort", "error"})
+TEXT_KEYS = frozenset({"message", "abort", "error", "exception"})
 REDACTED = "[redacted]"
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
@@ -65,10 +65,10 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
     ]
+    if use_json or redact:  # tracebacks as text, so redaction sees them too
+        processors.append(structlog.processors.format_exc_info)
     if redact:
         processors.append(_redact_values)
-    if use_json:
-        processors.append(structlog.processors.format_exc_info)
     processors.append(renderer)
     structlog.configure(
         processors=processors,
@@ -80,5 +80,6 @@ def configure(
     )
 
 
-def bind_run(job: str, run_id: str) -> None:
-    structlog.contextvars.bind_contextvars(job=job, run_id=run_id)
+def bind_run(job: str, run_id: str, **extra: str) -> None:
+    """Bind the run's identity (and its shard, when sharded) to every later event."""
+    structlog.contextvars.bind_contextvars(job=job, run_id=run_id, **extra)

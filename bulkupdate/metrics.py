@@ -45,7 +45,10 @@ class RunCollector(Collector):
         view = self.view
         if view is None:
             return
-        data = view.snapshot()
+        try:
+            data = view.snapshot()
+        except (IndexError, RuntimeError):  # read mid-change from this thread: try once more
+            data = view.snapshot()
         rows = CounterMetricFamily(
             "bulkupdate_rows", "Rows resolved by this run, by outcome", labels=[*labels, "outcome"]
         )

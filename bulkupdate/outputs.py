@@ -37,12 +37,6 @@ async def published(path: str, s3: S3 | None) -> AsyncIterator[str]:
         await anyio.to_thread.run_sync(client.upload, local, path)
 
 
-def publish_summary(path: str, summary: Mapping[str, Any], s3: S3 | None) -> None:
-    if not is_s3(path):
-        write_summary(path, summary)
-        return
-    client = _needs(s3, path)
-    with tempfile.TemporaryDirectory() as folder:
-        local = str(Path(folder) / "summary.json")
+async def publish_summary(path: str, summary: Mapping[str, Any], s3: S3 | None) -> None:
+    async with published(path, s3) as local:
         write_summary(local, summary)
-        client.upload(local, path)

@@ -63,6 +63,16 @@ def rejected(record: Record, case_id: str, code: str, message: str) -> Outcome:
     )
 
 
+def case_id_of(values: dict[str, Any] | None, column: str) -> str:
+    """The case id a record names ("" when none): cheap, before any coercion (shards use it)."""
+    if not values:
+        return ""
+    raw = values.get("caseId") if "fields" in values and "caseId" in values else values.get(column)
+    if raw is None or isinstance(raw, bool | dict | list):
+        return ""
+    return str(raw).strip()
+
+
 def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
     """A Row to send, or a FAILED Outcome saying why the record cannot be sent."""
     if record.error is not None:
@@ -78,9 +88,8 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
         except _ShapeError as error:
             case_id = str(values.get("caseId") or "")
             return rejected(record, case_id, error.code, f"line {record.line}: {error.message}")
-    raw_case_id = values.get(columns.case_id_column)
-    case_id = str(raw_case_id).strip() if raw_case_id is not None else ""
-    if not case_id or isinstance(raw_case_id, bool | dict | list):
+    case_id = case_id_of(values, columns.case_id_column)
+    if not case_id:
         return rejected(
             record,
             case_id,

@@ -298,14 +298,15 @@ class ColumnMap:
         self.case_id_column = case_id_column
         self._mapping = mapping = mapping or FieldMapping()
         self.ignored = mapping.ignored
-        self._value_maps: dict[str, Mapping[str, Scalar]] = {
-            self._setting_field("values", name).field_id: table
-            for name, table in mapping.value_maps.items()
-        }
+        self._value_maps: dict[str, Mapping[str, Scalar]] = {}
+        named: dict[tuple[str, str], str] = {}  # (table, field id) -> the key that named it
+        for name, table in mapping.value_maps.items():
+            field_id = self._setting_field("values", name, named).field_id
+            self._value_maps[field_id] = table
         # (job file key, update) for every constant field, coerced once
         self.constants: list[tuple[str, FieldUpdate]] = []
         for name, value in mapping.constants.items():
-            field = self._setting_field("set", name)
+            field = self._setting_field("set", name, named)
             try:
                 wire = schema.coerce(field, value)
             except ValueRejected as error:
@@ -362,11 +363,17 @@ class ColumnMap:
         self._bindings[column] = (field.field_id, coercer)
         self._fields[column] = field
 
-    def _setting_field(self, table: str, name: str) -> Field:
+    def _setting_field(self, table: str, name: str, named: dict[tuple[str, str], str]) -> Field:
+        """The field a [values] or [set] key names; each field at most once per table."""
         try:
-            return self._schema.resolve(name)
+            field = self._schema.resolve(name)
         except ColumnError as error:
             raise ConfigError(f"{table}.{name}", error.message) from None
+        other = named.setdefault((table, field.field_id), name)
+        if other != name:
+            message = f"names field {field.field_id}, as {table}.{other} does"
+            raise ConfigError(f"{table}.{name}", message)
+        return field
 
 
 def _mapped(table: Mapping[str, Scalar], coercer: Coercer) -> Coercer:

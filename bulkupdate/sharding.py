@@ -30,7 +30,7 @@ class Shard:
 
         CRC-32 is stable across processes, machines and Python versions (str hash() is not).
         """
-        return zlib.crc32(case_id.encode()) % self.count == self.index
+        return zlib.crc32(case_id.encode("utf-8", "surrogatepass")) % self.count == self.index
 
     def owns_caseless(self) -> bool:
         """Records with no case id (unreadable ones) are reported by shard 0 alone."""

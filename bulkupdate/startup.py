@@ -156,7 +156,11 @@ class Job:
         config = self.config
         mapping = config.mapping
         # Every name that may set a field: the (renamed) columns and the job file's tables.
-        header = {mapping.target(c) for c in source.header or ()}
+        header = {
+            mapping.target(c)
+            for c in source.header or ()
+            if c not in mapping.ignored and c != config.case_id_column
+        }
         header |= mapping.value_maps.keys() | mapping.constants.keys()
         folded = {column.strip().casefold() for column in header}
         is_csv = source.header is not None

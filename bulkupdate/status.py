@@ -5,6 +5,7 @@ Read-only: opens the checkpoint without starting a run.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -65,26 +66,30 @@ def _info(status: JobStatus) -> dict[str, Any]:
     }
 
 
-_SHARD = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
+_SHARD = re.compile(r"\.shard-(\d+)-of-(\d+)(?=\.|$)")
 
 
 def shard_files(checkpoint: str) -> list[tuple[str, str]]:
     """(shard label, path) of every shard's checkpoint beside `checkpoint`, which may be one
-    of them or the job's unsharded name; empty when the job is not sharded."""
+    of them or the job's unsharded name; empty when the job is not sharded. Refuses a folder
+    holding the shards of two different COUNTs: their totals would not add up to one job."""
     path = Path(checkpoint)
     found = _SHARD.search(path.name)
     if found:
         stem, rest = path.name[: found.start()], path.name[found.end() :]
-        count = found.group(2)
     else:
-        stem, _, rest = path.name.partition(".")
-        count = "*"
-    candidates = path.parent.glob(f"{stem}.shard-*-of-{count}.{rest}")
+        dot = path.name.find(".")
+        stem, rest = (path.name, "") if dot < 0 else (path.name[:dot], path.name[dot:])
+    pattern = re.compile(re.escape(stem) + _SHARD.pattern + re.escape(rest) + "$")
     files = []
-    for candidate in candidates:
-        match = _SHARD.search(candidate.name)
-        if match and candidate.name == f"{stem}{match.group(0)}{rest}":
+    for candidate in path.parent.glob(glob.escape(stem) + ".shard-*"):
+        match = pattern.fullmatch(candidate.name)
+        if match and (not found or match.group(2) == found.group(2)):
             files.append(((int(match.group(2)), int(match.group(1))), candidate))
+    counts = sorted({count for (count, _), _ in files})
+    if len(counts) > 1:
+        message = f"holds shards of {' and '.join(map(str, counts))}-shard runs of one job"
+        raise ConfigError("--checkpoint", f"{path.parent}/{stem}.shard-*: {message}")
     return [(f"shard-{index}-of-{count}", str(p)) for (count, index), p in sorted(files)]
 
 
@@ -103,6 +108,10 @@ async def describe_job(
         found = await shard_statuses(table, job, region=region, profile=profile)
         if not found:
             raise ConfigError("--job", f"no checkpoint of job {job!r} in table {table}")
+        counts = sorted({label.split("/")[1] for label, _ in found})
+        if len(counts) > 1:
+            message = f"holds shards of {' and '.join(counts)}-shard runs of job {job!r}"
+            raise ConfigError("--checkpoint", f"{checkpoint}: {message}")
         described = [
             {"shard": "shard-{}-of-{}".format(*label.split("/")), **_info(status)}
             for label, status in found

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bulkupdate.config import Blank, resolve
+from bulkupdate.dryrun import dry_run_path
 from bulkupdate.errors import ConfigError
 
 REQUIRED = {"input": "data/crm.csv", "domain_id": "d-1"}
@@ -133,3 +134,15 @@ def test_bad_mapping_tables_are_refused_naming_the_key(job: dict[str, Any], key:
     with pytest.raises(ConfigError) as raised:
         resolve(job={**REQUIRED, **job}, job_path="j.toml")
     assert raised.value.key == key
+
+
+@pytest.mark.parametrize("url", ["s3://bucket", "s3://bucket/", "s3:///key", "s3://b/folder/"])
+def test_an_s3_url_without_bucket_and_key_is_refused_before_the_run(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve(flags={**REQUIRED, "failures": url})
+    assert raised.value.key == "--failures"
+
+
+def test_a_dry_run_of_an_s3_failures_file_stays_in_s3() -> None:
+    assert dry_run_path("s3://b/out/x.failures.csv.gz") == "s3://b/out/x.failures.dry-run.csv.gz"
+    assert dry_run_path("out/x.failures.jsonl") == "out/x.failures.dry-run.jsonl"

@@ -91,3 +91,19 @@ def test_a_value_map_or_constant_that_cannot_apply_names_its_job_file_key(
         schema.column_map(mapping=mapping)
     assert caught.value.key == key
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("mapping", "key"),
+    [
+        (FieldMapping(constants={"Title": "a", "title": "b"}), "set.title"),
+        (FieldMapping(value_maps={"Status": {"a": "b"}, "status": {"c": "d"}}), "values.status"),
+    ],
+)
+def test_two_keys_of_one_table_naming_one_field_are_refused(
+    schema: Schema, mapping: FieldMapping, key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        schema.column_map(mapping=mapping)
+    assert caught.value.key == key
+    assert "as " in caught.value.message
