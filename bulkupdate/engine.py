@@ -218,7 +218,7 @@ class Engine:
                     self._room = anyio.Event()
                     await self._room.wait()
                 chunk = await anyio.to_thread.run_sync(self._next_chunk, abandon_on_cancel=True)
-                if not chunk:
+                if not chunk or self._stopping:  # a stop while the thread parsed: drop it
                     return
                 for record, item in chunk:
                     end = ResumePoint(record.end_offset, record.next_line)
