@@ -46,6 +46,7 @@ from bulkupdate.startup import (
     record_counter,
 )
 from bulkupdate.stats import RunStats
+from bulkupdate.status import shard_counts
 
 log = structlog.get_logger("bulkupdate")
 BUSY_RETRY_S = 5.0  # at most, between tries to open a checkpoint another run holds
@@ -145,6 +146,22 @@ def open_store(config: RunConfig) -> CheckpointStore:
     )
 
 
+async def _check_shard_count(config: RunConfig) -> None:
+    """Refuse a COUNT other than the one the job's checkpoints were made with: it would hand
+    cases to other shards, replaying rows and losing their order."""
+    mine = config.shard.count if config.shard is not None else 1
+    found = await shard_counts(
+        config.checkpoint, config.job_name, region=config.region, profile=config.profile
+    )
+    if found - {mine}:
+        (other,) = sorted(found - {mine})[:1]
+        raise ConfigError(
+            "--shard",
+            f"job {config.job_name!r} has checkpoints of a {other}-shard run, not {mine}: "
+            f"keep COUNT {other} until the job is done, or pass --restart to start it over",
+        )
+
+
 async def _open_waiting(job: Job, store: CheckpointStore, identity: JobIdentity) -> ResumeState:
     """Open the checkpoint. A shared one may still be leased by a container that was killed
     (its lease is no longer renewed): wait for it to lapse rather than fail the retry."""
@@ -209,6 +226,8 @@ async def _run_with_store(
         if config.shard is not None and config.shard.count > 1:
             name = f"{name}#{config.shard.label}"
         identity = JobIdentity(name, config.input, fingerprint, fmt)
+        if not config.restart:
+            await _check_shard_count(config)
         relay.startup = anyio.CancelScope()  # a signal while waiting for a leased checkpoint
         with relay.startup:
             state = await _open_waiting(job, store, identity)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkupdate.aws.checkpoint_dynamodb import DYNAMODB, shard_statuses
-from bulkupdate.checkpoint import JobStatus
+from bulkupdate.checkpoint import CheckpointError, JobStatus
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.errors import ConfigError
 from bulkupdate.models import RowStatus
@@ -164,3 +164,21 @@ def _text(info: dict[str, Any]) -> str:
     if last.get("summary", {}).get("abort"):
         lines.append(f"aborted: {last['summary']['abort']}")
     return "\n".join(lines)
+
+
+async def shard_counts(
+    checkpoint: str, job: str, *, region: str | None = None, profile: str | None = None
+) -> set[int]:
+    """How many shards the job's existing checkpoints were made with (1: unsharded); empty
+    when it has none yet. A run with another COUNT would split the cases differently."""
+    if checkpoint.startswith(DYNAMODB):
+        try:
+            found = await shard_statuses(
+                checkpoint.removeprefix(DYNAMODB), job, region=region, profile=profile
+            )
+        except CheckpointError:  # no table yet, or unreachable: opening the store says which
+            return set()
+        return {int(label.split("/")[1]) for label, _ in found}
+    base = _SHARD.sub("", checkpoint, count=1)
+    counts = {int(label.rsplit("-", 1)[1]) for label, _ in shard_files(base)}
+    return counts | ({1} if _exists(base) else set())

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from bulkupdate.emulator import FaultConfig, Quota, no_quotas
-from bulkupdate.exits import EXIT_OK
+from bulkupdate.exits import EXIT_OK, EXIT_USAGE
 from bulkupdate.sharding import Shard
 from tests.functional.runner import run_cli
 from tests.functional.test_run_resume import (
@@ -82,3 +82,25 @@ async def test_a_shard_index_comes_from_the_runner_when_the_flag_has_only_the_co
         mine = {row.case_id for row in rows if Shard(1, 2).owns(row.case_id)}
         assert {u["caseId"] for u in emu.service.updates} == mine
         assert Path(Shard(1, 2).name(str(job.checkpoint))).is_file()
+
+
+async def test_a_job_refuses_another_shard_count_than_its_checkpoints_unless_restarted(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(30, 6, seed=8)
+    async with emulator(6) as emu:
+        job = Job(tmp_path, emu.url, rows)
+        fast = ("--rate", "1000", "--burst", "100")
+        async with child(job.argv(*fast, "--shard", "0/2"), job.environment(), tmp_path) as p:
+            assert (await p.wait(30)).returncode == EXIT_OK
+        sent = len(emu.service.updates)
+        for other in (("--shard", "1/3"), ()):
+            async with child(job.argv(*fast, *other), job.environment(), tmp_path) as p:
+                refused = await p.wait(30)
+            assert refused.returncode == EXIT_USAGE, refused.stderr
+            assert "2-shard run" in refused.stderr
+        assert len(emu.service.updates) == sent, "nothing was sent by the refused runs"
+        async with child(
+            job.argv(*fast, "--shard", "1/3", "--restart"), job.environment(), tmp_path
+        ) as p:
+            assert (await p.wait(30)).returncode == EXIT_OK
