@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bulkupdate.checkpoint_memory import MemoryCheckpointStore
 
 __all__ = [
+    "DYNAMODB",
     "END_STATES",
     "CheckpointBusyError",
     "CheckpointError",
@@ -32,6 +33,9 @@ __all__ = [
     "RunRecord",
     "RunState",
 ]
+
+
+DYNAMODB = "dynamodb://"  # the --checkpoint scheme of the DynamoDB store (bulkupdate.aws)
 
 
 class RunState(StrEnum):

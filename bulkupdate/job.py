@@ -10,14 +10,14 @@ import signal
 import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack, ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
-from bulkupdate.aws.checkpoint_dynamodb import DYNAMODB, DynamoDbCheckpointStore
 from bulkupdate.aws.s3 import is_s3, open_s3
 from bulkupdate.checkpoint import (
+    DYNAMODB,
     CheckpointBusyError,
     CheckpointStore,
     JobIdentity,
@@ -31,7 +31,6 @@ from bulkupdate.engine import Engine, RunEnd, RunResult
 from bulkupdate.errors import CallError, ConfigError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
 from bulkupdate.logs import bind_run, redact_text
-from bulkupdate.metrics import MetricsServer
 from bulkupdate.models import RowStatus
 from bulkupdate.outputs import publish_summary, published
 from bulkupdate.progress import ProgressSink, RowTotal, RunView
@@ -47,6 +46,9 @@ from bulkupdate.startup import (
 )
 from bulkupdate.stats import RunStats
 from bulkupdate.status import shard_counts
+
+if TYPE_CHECKING:
+    from bulkupdate.metrics import MetricsServer
 
 log = structlog.get_logger("bulkupdate")
 BUSY_RETRY_S = 5.0  # at most, between tries to open a checkpoint another run holds
@@ -131,6 +133,8 @@ def open_store(config: RunConfig) -> CheckpointStore:
     """The job's checkpoint: a SQLite file, or `dynamodb://TABLE` shared by every container."""
     if not config.checkpoint.startswith(DYNAMODB):
         return SqliteCheckpointStore(config.checkpoint)
+    from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore  # only when used
+
     table = config.checkpoint.removeprefix(DYNAMODB)
     if not table or "/" in table:
         raise ConfigError("--checkpoint", f"must be dynamodb://TABLE, not {config.checkpoint!r}")
@@ -166,7 +170,7 @@ async def _open_waiting(job: Job, store: CheckpointStore, identity: JobIdentity)
     """Open the checkpoint. A shared one may still be leased by a container that was killed
     (its lease is no longer renewed): wait for it to lapse rather than fail the retry."""
     config = job.config
-    wait_s = config.checkpoint_lease if isinstance(store, DynamoDbCheckpointStore) else 0.0
+    wait_s = config.checkpoint_lease if config.checkpoint.startswith(DYNAMODB) else 0.0
     retry_s = min(BUSY_RETRY_S, config.checkpoint_lease / 3)
     deadline_s = job.clock.now_s() + wait_s + retry_s
     while True:
@@ -182,6 +186,8 @@ async def _open_waiting(job: Job, store: CheckpointStore, identity: JobIdentity)
 def _serve_metrics(config: RunConfig, run_id: str) -> MetricsServer | None:
     if config.metrics_port is None:
         return None
+    from bulkupdate.metrics import MetricsServer  # prometheus-client only when asked for
+
     try:
         return MetricsServer(config.metrics_port, config.job_name, run_id)
     except OSError as error:

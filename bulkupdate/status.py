@@ -12,8 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bulkupdate.aws.checkpoint_dynamodb import DYNAMODB, shard_statuses
-from bulkupdate.checkpoint import CheckpointError, JobStatus
+from bulkupdate.checkpoint import DYNAMODB, CheckpointError, JobStatus
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.errors import ConfigError
 from bulkupdate.models import RowStatus
@@ -104,6 +103,8 @@ async def describe_job(
     if checkpoint.startswith(DYNAMODB):
         if not job:
             raise ConfigError("--job", "is required with a dynamodb:// checkpoint")
+        from bulkupdate.aws.checkpoint_dynamodb import shard_statuses  # only when used
+
         table = checkpoint.removeprefix(DYNAMODB)
         found = await shard_statuses(table, job, region=region, profile=profile)
         if not found:
@@ -172,6 +173,8 @@ async def shard_counts(
     """How many shards the job's existing checkpoints were made with (1: unsharded); empty
     when it has none yet. A run with another COUNT would split the cases differently."""
     if checkpoint.startswith(DYNAMODB):
+        from bulkupdate.aws.checkpoint_dynamodb import shard_statuses  # only when used
+
         try:
             found = await shard_statuses(
                 checkpoint.removeprefix(DYNAMODB), job, region=region, profile=profile

@@ -29,6 +29,7 @@ import structlog
 
 from bulkupdate.aws.dynamodb_table import ConditionFailedError, DynamoDbTable
 from bulkupdate.checkpoint import (
+    DYNAMODB,
     CheckpointBusyError,
     CheckpointError,
     FingerprintMismatchError,
@@ -59,7 +60,6 @@ from bulkupdate.models import Outcome, ResumePoint
 
 __all__ = ["DYNAMODB", "DynamoDbCheckpointStore", "parse_shard", "shard_statuses"]
 
-DYNAMODB = "dynamodb://"  # the --checkpoint scheme of this store
 log = structlog.get_logger("bulkupdate")
 
 
