@@ -186,7 +186,10 @@ def resolve(
     for required in ("input", "domain_id"):
         if not merged.get(required):
             raise ConfigError("--" + required.replace("_", "-"), "is required")
-    for key in ("input", "checkpoint", "failures", "summary"):
+    if str(merged.get("checkpoint") or "").startswith("s3://"):
+        message = "cannot be in S3: use dynamodb://TABLE, or a file on a volume"
+        raise ConfigError("--checkpoint", message)
+    for key in ("input", "failures", "summary"):
         location = str(merged.get(key) or "")
         if location.startswith("s3://") and not _is_s3_object(location):
             raise ConfigError("--" + key, f"{location!r} is not an s3://BUCKET/KEY URL")

@@ -117,6 +117,7 @@ class Engine:
         self._stopping = False
         self._finished = False  # run() has returned or is flushing for the last time
         self._in_flight = 0
+        self._commit_failing = False  # the last checkpoint commit failed: send nothing new
         self._reading: anyio.CancelScope | None = None  # cancelled by any stop
         self._working: anyio.CancelScope | None = None  # cancelled only by a forced stop
         self._outer: TaskGroup | None = None
@@ -299,6 +300,10 @@ class Engine:
     async def _process(self, row: Row) -> bool:
         """Send until the row is resolved (True) or the run stops first (False)."""
         while not self._stopping:
+            while self._commit_failing and not self._stopping:
+                # Until outcomes are recorded again, a new send would only grow what a crash
+                # sends twice: wait for the next commit (or the abort after MAX_FAILED_COMMITS).
+                await self._clock.sleep(SLOT_CHECK_S)
             sent_s = await self.gate.pass_(self._stopped)
             if sent_s is None:
                 return False
@@ -395,6 +400,7 @@ class Engine:
             try:
                 await self._flush()
             except Exception as error:  # noqa: BLE001 - the batch is kept for the next try
+                self._commit_failing = True
                 failed += 1
                 message = f"{type(error).__name__}: {error}"
                 self._on_event("checkpoint_commit_failed", {"attempt": failed, "error": message})
@@ -402,6 +408,7 @@ class Engine:
                     self._fail("CheckpointUnavailable", message)
                 continue
             failed = 0
+            self._commit_failing = False
             self._on_event("progress", self.progress())
 
     async def _flush(self) -> None:

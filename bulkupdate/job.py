@@ -152,12 +152,13 @@ def open_store(config: RunConfig) -> CheckpointStore:
 
 async def _check_shard_count(config: RunConfig) -> None:
     """Refuse a COUNT other than the one the job's checkpoints were made with: it would hand
-    cases to other shards, replaying rows and losing their order."""
+    cases to other shards, replaying rows and losing their order. Once a --restart has made
+    checkpoints with this COUNT, the job runs with it."""
     mine = config.shard.count if config.shard is not None else 1
     found = await shard_counts(
         config.checkpoint, config.job_name, region=config.region, profile=config.profile
     )
-    if found - {mine}:
+    if found and mine not in found:
         (other,) = sorted(found - {mine})[:1]
         raise ConfigError(
             "--shard",
@@ -235,6 +236,8 @@ async def _run_with_store(
         if not config.restart:
             await _check_shard_count(config)
         relay.startup = anyio.CancelScope()  # a signal while waiting for a leased checkpoint
+        if relay.requested:
+            relay.startup.cancel()
         with relay.startup:
             state = await _open_waiting(job, store, identity)
         if relay.startup.cancelled_caught:
@@ -310,13 +313,13 @@ async def _run_with_store(
                 log.error("run_end_not_recorded", error=str(error))
 
 
-async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int]:
-    """The job's rows per status, or none when the checkpoint cannot be read now."""
+async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int] | None:
+    """The job's rows per status, or None when the checkpoint cannot be read now."""
     try:
         return (await store.status()).totals
     except Exception as error:  # noqa: BLE001 - the run already ended; report what it knows
         log.error("checkpoint_status_failed", error=str(error))
-        return {}
+        return None
 
 
 async def _report(job: Job, summary: dict[str, Any]) -> None:
@@ -324,7 +327,10 @@ async def _report(job: Job, summary: dict[str, Any]) -> None:
     summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
     if config.summary:
         summary["summary_file"] = config.summary
-        await publish_summary(config.summary, summary, job.s3)
+        try:
+            await publish_summary(config.summary, summary, job.s3)
+        except Exception as error:  # noqa: BLE001 - the run's outcome stands; say so
+            log.error("summary_not_written", path=config.summary, error=str(error))
     log.info("run_finished", **summary)
     line = summary_line(summary)
     print(redact_text(line) if config.redact else line, file=sys.stderr)
@@ -342,20 +348,22 @@ def _startup_summary(
     return summary
 
 
-def _summary(result: RunResult, totals: Mapping[RowStatus, int], end: RunState) -> dict[str, Any]:
+def _summary(
+    result: RunResult, totals: Mapping[RowStatus, int] | None, end: RunState
+) -> dict[str, Any]:
     summary = result.stats.summary(result.elapsed_s)
     summary.update(
         end=end.value,
         pending=summary["read"] - summary["applied"] - summary["failed"] - summary["unchanged"],
-        job_applied=totals.get(RowStatus.DONE, 0),
-        job_failed=totals.get(RowStatus.FAILED, 0),
+        job_applied=totals.get(RowStatus.DONE, 0) if totals is not None else None,
+        job_failed=totals.get(RowStatus.FAILED, 0) if totals is not None else None,
         resume_offset=result.resume_point.offset,
     )
     return summary
 
 
-def _exit_code(end: RunEnd, totals: Mapping[RowStatus, int]) -> int:
-    if end is RunEnd.ABORTED:
+def _exit_code(end: RunEnd, totals: Mapping[RowStatus, int] | None) -> int:
+    if end is RunEnd.ABORTED or totals is None:  # unknown totals: a rerun tells the truth
         return EXIT_ABORTED
     if end is RunEnd.INTERRUPTED:
         return EXIT_INTERRUPTED

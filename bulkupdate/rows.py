@@ -81,14 +81,13 @@ def prepare(record: Record, columns: ColumnMap) -> Row | Outcome:
             where += f", column {record.error.column}"
         return rejected(record, "", "unreadable_record", f"{where}: {record.error.message}")
     values: dict[str, Any] = record.values or {}
+    case_id = case_id_of(values, columns.case_id_column)  # before flattening, as shards see it
     explicit_clears: list[FieldUpdate] = []
     if "fields" in values and "caseId" in values:
         try:
             values, explicit_clears = _flatten_api_shape(values, columns.case_id_column)
         except _ShapeError as error:
-            case_id = str(values.get("caseId") or "")
             return rejected(record, case_id, error.code, f"line {record.line}: {error.message}")
-    case_id = case_id_of(values, columns.case_id_column)
     if not case_id:
         return rejected(
             record,

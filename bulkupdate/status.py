@@ -72,6 +72,20 @@ def shard_files(checkpoint: str) -> list[tuple[str, str]]:
     """(shard label, path) of every shard's checkpoint beside `checkpoint`, which may be one
     of them or the job's unsharded name; empty when the job is not sharded. Refuses a folder
     holding the shards of two different COUNTs: their totals would not add up to one job."""
+    files = _shard_candidates(checkpoint)
+    counts = sorted({count for count, _, _ in files})
+    if len(counts) > 1:
+        stem = Path(_SHARD.sub("", checkpoint, count=1)).name.partition(".")[0]
+        message = (
+            f"holds shards of {' and '.join(map(str, counts))}-shard runs of one job; "
+            "remove the checkpoints of the COUNT no longer used"
+        )
+        raise ConfigError("--checkpoint", f"{Path(checkpoint).parent}/{stem}.shard-*: {message}")
+    return [(f"shard-{index}-of-{count}", str(p)) for count, index, p in sorted(files)]
+
+
+def _shard_candidates(checkpoint: str) -> list[tuple[int, int, Path]]:
+    """(count, index, path) of the shard checkpoints beside `checkpoint` (see shard_files)."""
     path = Path(checkpoint)
     found = _SHARD.search(path.name)
     if found:
@@ -84,12 +98,8 @@ def shard_files(checkpoint: str) -> list[tuple[str, str]]:
     for candidate in path.parent.glob(glob.escape(stem) + ".shard-*"):
         match = pattern.fullmatch(candidate.name)
         if match and (not found or match.group(2) == found.group(2)):
-            files.append(((int(match.group(2)), int(match.group(1))), candidate))
-    counts = sorted({count for (count, _), _ in files})
-    if len(counts) > 1:
-        message = f"holds shards of {' and '.join(map(str, counts))}-shard runs of one job"
-        raise ConfigError("--checkpoint", f"{path.parent}/{stem}.shard-*: {message}")
-    return [(f"shard-{index}-of-{count}", str(p)) for (count, index), p in sorted(files)]
+            files.append((int(match.group(2)), int(match.group(1)), candidate))
+    return files
 
 
 async def describe_job(
@@ -183,5 +193,5 @@ async def shard_counts(
             return set()
         return {int(label.split("/")[1]) for label, _ in found}
     base = _SHARD.sub("", checkpoint, count=1)
-    counts = {int(label.rsplit("-", 1)[1]) for label, _ in shard_files(base)}
+    counts = {count for count, _, _ in _shard_candidates(base)}
     return counts | ({1} if _exists(base) else set())

@@ -104,3 +104,7 @@ async def test_a_job_refuses_another_shard_count_than_its_checkpoints_unless_res
             job.argv(*fast, "--shard", "1/3", "--restart"), job.environment(), tmp_path
         ) as p:
             assert (await p.wait(30)).returncode == EXIT_OK
+        # The restart made 3-shard checkpoints: the job now runs with COUNT 3.
+        async with child(job.argv(*fast, "--shard", "2/3"), job.environment(), tmp_path) as p:
+            resumed = await p.wait(30)
+        assert resumed.returncode == EXIT_OK, resumed.stderr
