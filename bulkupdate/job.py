@@ -17,14 +17,10 @@ import structlog
 
 from bulkupdate.aws.s3 import is_s3, open_s3
 from bulkupdate.checkpoint import (
-    DYNAMODB,
-    CheckpointBusyError,
     CheckpointStore,
     JobIdentity,
-    ResumeState,
     RunState,
 )
-from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.config import RunConfig
 from bulkupdate.dryrun import dry_run
 from bulkupdate.engine import Engine, RunEnd, RunResult
@@ -45,13 +41,12 @@ from bulkupdate.startup import (
     record_counter,
 )
 from bulkupdate.stats import RunStats
-from bulkupdate.status import shard_counts
+from bulkupdate.stores import check_shard_count, open_store, open_waiting
 
 if TYPE_CHECKING:
     from bulkupdate.metrics import MetricsServer
 
 log = structlog.get_logger("bulkupdate")
-BUSY_RETRY_S = 5.0  # at most, between tries to open a checkpoint another run holds
 
 
 class SignalRelay:
@@ -129,61 +124,6 @@ async def _run(job: Job, progress: ProgressSink) -> int:
     return code
 
 
-def open_store(config: RunConfig) -> CheckpointStore:
-    """The job's checkpoint: a SQLite file, or `dynamodb://TABLE` shared by every container."""
-    if not config.checkpoint.startswith(DYNAMODB):
-        return SqliteCheckpointStore(config.checkpoint)
-    from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore  # only when used
-
-    table = config.checkpoint.removeprefix(DYNAMODB)
-    if not table or "/" in table:
-        raise ConfigError("--checkpoint", f"must be dynamodb://TABLE, not {config.checkpoint!r}")
-    shard = config.shard
-    return DynamoDbCheckpointStore(
-        table,
-        config.job_name,
-        f"{shard.index}/{shard.count}" if shard is not None else "0/1",
-        create_table=config.create_table,
-        region=config.region,
-        profile=config.profile,
-        lease_s=config.checkpoint_lease,
-    )
-
-
-async def _check_shard_count(config: RunConfig) -> None:
-    """Refuse a COUNT other than the one the job's checkpoints were made with: it would hand
-    cases to other shards, replaying rows and losing their order. Once a --restart has made
-    checkpoints with this COUNT, the job runs with it."""
-    mine = config.shard.count if config.shard is not None else 1
-    found = await shard_counts(
-        config.checkpoint, config.job_name, region=config.region, profile=config.profile
-    )
-    if found and mine not in found:
-        (other,) = sorted(found - {mine})[:1]
-        raise ConfigError(
-            "--shard",
-            f"job {config.job_name!r} has checkpoints of a {other}-shard run, not {mine}: "
-            f"keep COUNT {other} until the job is done, or pass --restart to start it over",
-        )
-
-
-async def _open_waiting(job: Job, store: CheckpointStore, identity: JobIdentity) -> ResumeState:
-    """Open the checkpoint. A shared one may still be leased by a container that was killed
-    (its lease is no longer renewed): wait for it to lapse rather than fail the retry."""
-    config = job.config
-    wait_s = config.checkpoint_lease if config.checkpoint.startswith(DYNAMODB) else 0.0
-    retry_s = min(BUSY_RETRY_S, config.checkpoint_lease / 3)
-    deadline_s = job.clock.now_s() + wait_s + retry_s
-    while True:
-        try:
-            return await store.open(identity, restart=config.restart)
-        except CheckpointBusyError:
-            if job.clock.now_s() >= deadline_s:
-                raise
-            log.warning("checkpoint_busy_waiting", checkpoint=config.checkpoint, retry_s=retry_s)
-            await job.clock.sleep(retry_s)
-
-
 def _serve_metrics(config: RunConfig, run_id: str) -> MetricsServer | None:
     if config.metrics_port is None:
         return None
@@ -234,12 +174,12 @@ async def _run_with_store(
             name = f"{name}#{config.shard.label}"
         identity = JobIdentity(name, config.input, fingerprint, fmt)
         if not config.restart:
-            await _check_shard_count(config)
+            await check_shard_count(config)
         relay.startup = anyio.CancelScope()  # a signal while waiting for a leased checkpoint
         if relay.requested:
             relay.startup.cancel()
         with relay.startup:
-            state = await _open_waiting(job, store, identity)
+            state = await open_waiting(store, identity, config, job.clock)
         if relay.startup.cancelled_caught:
             await _report(job, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
             return EXIT_INTERRUPTED

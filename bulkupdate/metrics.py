@@ -28,6 +28,20 @@ OUTCOMES = {
 }
 
 
+# (metric, help, key of the run's progress snapshot)
+COUNTERS = (
+    ("bulkupdate_updatecase_calls", "UpdateCase attempts", "calls"),
+    ("bulkupdate_throttles", "ThrottlingException answers", "throttles"),
+    ("bulkupdate_retries", "Attempts after a row's first", "retried"),
+)
+GAUGES = (
+    ("bulkupdate_rate_per_second", "Current adaptive UpdateCase rate", "rate_per_s"),
+    ("bulkupdate_in_flight", "UpdateCase calls in flight", "in_flight"),
+    ("bulkupdate_rows_done", "Rows resolved over all runs of the job", "rows_done"),
+    ("bulkupdate_rows_left", "Rows of the input not resolved yet", "rows_left"),
+)
+
+
 class RunCollector(Collector):
     """Reads the attached RunView on each scrape; before the engine starts it reports nothing
     but `bulkupdate_up` so a scrape during start-up still answers."""
@@ -39,9 +53,9 @@ class RunCollector(Collector):
     def collect(self) -> Iterator[Any]:
         labels = list(self._labels)
         values = list(self._labels.values())
-        up = GaugeMetricFamily("bulkupdate_up", "1 while the run is going", labels=labels)
-        up.add_metric(values, 1)
-        yield up
+        yield _family(
+            GaugeMetricFamily, "bulkupdate_up", "1 while the run is going", labels, values, 1
+        )
         view = self.view
         if view is None:
             return
@@ -55,40 +69,11 @@ class RunCollector(Collector):
         for outcome, key in OUTCOMES.items():
             rows.add_metric([*values, outcome], data[key])
         yield rows
-        yield _counter(
-            "bulkupdate_updatecase_calls", "UpdateCase attempts", labels, values, data["calls"]
-        )
-        yield _counter(
-            "bulkupdate_throttles", "ThrottlingException answers", labels, values, data["throttles"]
-        )
-        yield _counter(
-            "bulkupdate_retries", "Attempts after a row's first", labels, values, data["retried"]
-        )
-        yield _gauge(
-            "bulkupdate_rate_per_second",
-            "Current adaptive UpdateCase rate",
-            labels,
-            values,
-            data["rate_per_s"],
-        )
-        yield _gauge(
-            "bulkupdate_in_flight", "UpdateCase calls in flight", labels, values, data["in_flight"]
-        )
-        yield _gauge(
-            "bulkupdate_rows_done",
-            "Rows resolved over all runs of the job",
-            labels,
-            values,
-            data["rows_done"],
-        )
-        if data["rows_left"] is not None:
-            yield _gauge(
-                "bulkupdate_rows_left",
-                "Rows of the input not resolved yet",
-                labels,
-                values,
-                data["rows_left"],
-            )
+        for name, doc, key in COUNTERS:
+            yield _family(CounterMetricFamily, name, doc, labels, values, data[key])
+        for name, doc, key in GAUGES:
+            if data[key] is not None:  # rows_left: unknown for stdin, S3 and shards
+                yield _family(GaugeMetricFamily, name, doc, labels, values, data[key])
         stats = view.engine.stats
         counts, cumulative, buckets = list(stats.latency_counts), 0, []
         for bound_s, count in zip((*LATENCY_BUCKETS_S, float("inf")), counts, strict=True):
@@ -103,14 +88,10 @@ class RunCollector(Collector):
         yield latency
 
 
-def _counter(name: str, doc: str, labels: list[str], values: list[str], value: float) -> Any:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    family.add_metric(values, value)
-    return family
-
-
-def _gauge(name: str, doc: str, labels: list[str], values: list[str], value: float) -> Any:
-    family = GaugeMetricFamily(name, doc, labels=labels)
+def _family(
+    kind: Any, name: str, doc: str, labels: list[str], values: list[str], value: float
+) -> Any:
+    family = kind(name, doc, labels=labels)
     family.add_metric(values, value)
     return family
 

@@ -5,17 +5,16 @@ Read-only: opens the checkpoint without starting a run.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from bulkupdate.checkpoint import DYNAMODB, CheckpointError, JobStatus
+from bulkupdate.checkpoint import DYNAMODB, JobStatus
 from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.errors import ConfigError
 from bulkupdate.models import RowStatus
+from bulkupdate.stores import dynamodb_table, shard_files
 
 
 def _size(path: str) -> int | None:
@@ -65,43 +64,6 @@ def _info(status: JobStatus) -> dict[str, Any]:
     }
 
 
-_SHARD = re.compile(r"\.shard-(\d+)-of-(\d+)(?=\.|$)")
-
-
-def shard_files(checkpoint: str) -> list[tuple[str, str]]:
-    """(shard label, path) of every shard's checkpoint beside `checkpoint`, which may be one
-    of them or the job's unsharded name; empty when the job is not sharded. Refuses a folder
-    holding the shards of two different COUNTs: their totals would not add up to one job."""
-    files = _shard_candidates(checkpoint)
-    counts = sorted({count for count, _, _ in files})
-    if len(counts) > 1:
-        stem = Path(_SHARD.sub("", checkpoint, count=1)).name.partition(".")[0]
-        message = (
-            f"holds shards of {' and '.join(map(str, counts))}-shard runs of one job; "
-            "remove the checkpoints of the COUNT no longer used"
-        )
-        raise ConfigError("--checkpoint", f"{Path(checkpoint).parent}/{stem}.shard-*: {message}")
-    return [(f"shard-{index}-of-{count}", str(p)) for count, index, p in sorted(files)]
-
-
-def _shard_candidates(checkpoint: str) -> list[tuple[int, int, Path]]:
-    """(count, index, path) of the shard checkpoints beside `checkpoint` (see shard_files)."""
-    path = Path(checkpoint)
-    found = _SHARD.search(path.name)
-    if found:
-        stem, rest = path.name[: found.start()], path.name[found.end() :]
-    else:
-        dot = path.name.find(".")
-        stem, rest = (path.name, "") if dot < 0 else (path.name[:dot], path.name[dot:])
-    pattern = re.compile(re.escape(stem) + _SHARD.pattern + re.escape(rest) + "$")
-    files = []
-    for candidate in path.parent.glob(glob.escape(stem) + ".shard-*"):
-        match = pattern.fullmatch(candidate.name)
-        if match and (not found or match.group(2) == found.group(2)):
-            files.append((int(match.group(2)), int(match.group(1)), candidate))
-    return files
-
-
 async def describe_job(
     checkpoint: str,
     job: str | None = None,
@@ -115,7 +77,7 @@ async def describe_job(
             raise ConfigError("--job", "is required with a dynamodb:// checkpoint")
         from bulkupdate.aws.checkpoint_dynamodb import shard_statuses  # only when used
 
-        table = checkpoint.removeprefix(DYNAMODB)
+        table = dynamodb_table(checkpoint)
         found = await shard_statuses(table, job, region=region, profile=profile)
         if not found:
             raise ConfigError("--job", f"no checkpoint of job {job!r} in table {table}")
@@ -175,23 +137,3 @@ def _text(info: dict[str, Any]) -> str:
     if last.get("summary", {}).get("abort"):
         lines.append(f"aborted: {last['summary']['abort']}")
     return "\n".join(lines)
-
-
-async def shard_counts(
-    checkpoint: str, job: str, *, region: str | None = None, profile: str | None = None
-) -> set[int]:
-    """How many shards the job's existing checkpoints were made with (1: unsharded); empty
-    when it has none yet. A run with another COUNT would split the cases differently."""
-    if checkpoint.startswith(DYNAMODB):
-        from bulkupdate.aws.checkpoint_dynamodb import shard_statuses  # only when used
-
-        try:
-            found = await shard_statuses(
-                checkpoint.removeprefix(DYNAMODB), job, region=region, profile=profile
-            )
-        except CheckpointError:  # no table yet, or unreachable: opening the store says which
-            return set()
-        return {int(label.split("/")[1]) for label, _ in found}
-    base = _SHARD.sub("", checkpoint, count=1)
-    counts = {count for count, _, _ in _shard_candidates(base)}
-    return counts | ({1} if _exists(base) else set())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bulkupdate.errors import ConfigError
-from bulkupdate.status import shard_files
+from bulkupdate.stores import shard_files
 
 
 def touch(folder: Path, *names: str) -> None:
