@@ -36,11 +36,11 @@ from benchmarks.emulator_process import EmulatorProcess, emulator_process
 from benchmarks.product_process import iso_to_epoch_s, shown, start_unthrottled
 from benchmarks.report import environment, table
 from benchmarks.workload import RowPosition, row_cells, write_rows_csv
-from bulkupdate.checkpoint import JobIdentity
-from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
-from bulkupdate.fingerprint import fingerprint_file
+from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
+from bulkupdate.checkpoint.store import JobIdentity
+from bulkupdate.input.fingerprint import fingerprint_file
+from bulkupdate.input.sources import open_source
 from bulkupdate.models import ResumePoint
-from bulkupdate.sources import open_source
 
 TARGET_S = 3.0
 CHECK_WINDOW_ROWS = 200  # the first applied update must be one of this many rows
@@ -160,7 +160,7 @@ async def probes(args: argparse.Namespace, csv_path: Path) -> list[tuple[str, st
     n = args.probe_repeats
     python = sys.executable
     interpreter_s = median_wall_s([python, "-c", "pass"], n)
-    imports_s = median_wall_s([python, "-c", "import bulkupdate.cli, bulkupdate.job"], n)
+    imports_s = median_wall_s([python, "-c", "import bulkupdate.cli, bulkupdate.run.job"], n)
     cli_s = median_wall_s([python, "-m", "bulkupdate", "--version"], n)
 
     def seek_and_read_first() -> None:
@@ -190,7 +190,10 @@ async def probes(args: argparse.Namespace, csv_path: Path) -> list[tuple[str, st
     open_s = statistics.median(open_times)
     return [
         ("python -c pass (interpreter start)", f"{interpreter_s:.3f}"),
-        ("python -c 'import bulkupdate.cli, bulkupdate.job' (start + imports)", f"{imports_s:.3f}"),
+        (
+            "python -c 'import bulkupdate.cli, bulkupdate.run.job' (start + imports)",
+            f"{imports_s:.3f}",
+        ),
         ("python -m bulkupdate --version", f"{cli_s:.3f}"),
         ("fingerprint_file (1 MiB head + size), in-process", f"{fingerprint_s:.4f}"),
         ("SqliteCheckpointStore.open of the 900k checkpoint, in-process", f"{open_s:.4f}"),

@@ -213,8 +213,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def start_run(config: RunConfig, *, bar: bool | None) -> int:
-    from bulkupdate import job, logs
-    from bulkupdate.progress import ProgressSink
+    from bulkupdate.report import logs
+    from bulkupdate.report.progress import ProgressSink
+    from bulkupdate.run import job
 
     logs.configure(fmt=config.log_format, level=config.log_level, redact=config.redact)
     result: int = anyio.run(lambda: job.run(config, progress=ProgressSink(bar=bar)))
@@ -224,8 +225,8 @@ def start_run(config: RunConfig, *, bar: bool | None) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bulkupdate import logs
     from bulkupdate.demo import run_demo
+    from bulkupdate.report import logs
 
     output = {"redact": args.redact, "metrics_port": args.metrics_port}
     output = {key: value for key, value in output.items() if value is not None}
@@ -247,7 +248,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from bulkupdate.status import show
+    from bulkupdate.report.status import show
 
     try:
         text = anyio.run(

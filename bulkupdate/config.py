@@ -14,8 +14,8 @@ from pathlib import PurePath
 from typing import Any
 
 from bulkupdate.errors import ConfigError
-from bulkupdate.mapping import MAPPING_KEYS, FieldMapping, parse_mapping
-from bulkupdate.sharding import Shard, parse_shard
+from bulkupdate.fields.mapping import MAPPING_KEYS, FieldMapping, parse_mapping
+from bulkupdate.models import Shard, parse_shard
 
 ENV_PREFIX = "BULKUPDATE_"
 

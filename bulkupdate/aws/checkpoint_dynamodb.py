@@ -1,11 +1,12 @@
 """The DynamoDB checkpoint store: the SQLite store's semantics for containers without a disk, one
 request per commit. Owns the run lease and the order of writes; reads no input, sends no updates.
-The items' format is bulkupdate.checkpoint_items; its table client, bulkupdate.aws.dynamodb_table.
+The items' format is bulkupdate.checkpoint.dynamodb_items; its table client,
+bulkupdate.aws.dynamodb_table.
 
 A commit is one conditional UpdateItem of the meta item (1 WCU while it stays under 1 KB), or,
 when its batch has failed rows, one TransactWriteItems of that update plus the batch's pages (2
 WCU per KB of each item): all or nothing, so a later row of a case is never recorded without the
-earlier one. Costs for whole runs: /work/dynamodb-notes.md.
+earlier one. Costs for whole runs: the README, "Running in AWS: S3, DynamoDB and shards".
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import heapq
 import json
 import os
-import re
 import socket
 import time
 import uuid
@@ -28,7 +28,19 @@ import anyio
 import structlog
 
 from bulkupdate.aws.dynamodb_table import ConditionFailedError, DynamoDbTable
-from bulkupdate.checkpoint import (
+from bulkupdate.checkpoint.dynamodb_items import (
+    MetaItem,
+    attr_n,
+    attr_s,
+    claiming_put,
+    decode_page,
+    empty_meta,
+    page_items,
+    plan_chunks,
+    run_attr,
+    versioned_update,
+)
+from bulkupdate.checkpoint.store import (
     DYNAMODB,
     CheckpointBusyError,
     CheckpointError,
@@ -44,32 +56,12 @@ from bulkupdate.checkpoint import (
     summary_json,
     utc_now,
 )
-from bulkupdate.checkpoint_items import (
-    MetaItem,
-    attr_n,
-    attr_s,
-    claiming_put,
-    decode_page,
-    empty_meta,
-    page_items,
-    plan_chunks,
-    run_attr,
-    versioned_update,
-)
-from bulkupdate.models import Outcome, ResumePoint
+from bulkupdate.models import Outcome, ResumePoint, Shard, parse_shard
 
-__all__ = ["DYNAMODB", "DynamoDbCheckpointStore", "parse_shard", "shard_statuses"]
+__all__ = ["DYNAMODB", "DynamoDbCheckpointStore", "shard_statuses"]
 
 log = structlog.get_logger("bulkupdate")
-
-
-def parse_shard(shard: str) -> tuple[int, int]:
-    """ "INDEX/COUNT" as numbers, INDEX 0-based as in bulkupdate.sharding; ValueError unless
-    0 <= INDEX < COUNT."""
-    match = re.fullmatch(r"(\d+)/(\d+)", shard)
-    if match is None or not 0 <= int(match[1]) < int(match[2]):
-        raise ValueError(f"shard must be INDEX/COUNT, not {shard!r}")
-    return int(match[1]), int(match[2])
+WHOLE_JOB = Shard(0, 1)  # the one shard of an unsharded job
 
 
 def _token() -> str:
@@ -107,7 +99,7 @@ class DynamoDbCheckpointStore:
         self,
         table: str,
         job: str,
-        shard: str = "0/1",
+        shard: Shard = WHOLE_JOB,
         *,
         create_table: bool = True,
         region: str | None = None,
@@ -115,12 +107,12 @@ class DynamoDbCheckpointStore:
         lease_s: float = 60.0,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
-        parse_shard(shard)
         if not job:
             raise ValueError("job name must not be empty")
-        location = f"dynamodb://{table} (job {job!r}, shard {shard})"
+        self._shard = f"{shard.index}/{shard.count}"  # the sort keys' INDEX/COUNT
+        location = f"dynamodb://{table} (job {job!r}, shard {self._shard})"
         self._table = DynamoDbTable(table, location, region, profile)
-        self._pk, self._shard = job, shard
+        self._pk = job
         self._create_table = create_table
         self._lease_s = lease_s
         self._now = now
@@ -146,8 +138,10 @@ class DynamoDbCheckpointStore:
                 await self._table.ensure(create=self._create_table)
                 meta = await self._start_run(job, restart)
             # The Protocol has no context to host a task group, so the heartbeat is a plain
-            # asyncio task (aiobotocore runs on asyncio only), stopped and awaited by close().
+            # asyncio task (aiobotocore runs on asyncio only), stopped and awaited by close()
+            # and watched by _heartbeat_ended.
             self._heartbeat = asyncio.get_running_loop().create_task(self._renew_while_open())
+            self._heartbeat.add_done_callback(self._heartbeat_ended)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.close()
@@ -405,6 +399,18 @@ class DynamoDbCheckpointStore:
                 self._meta = replace(meta, lease_until=until)
                 self._lease_written_s = time.monotonic()
 
+    def _heartbeat_ended(self, task: asyncio.Task[None]) -> None:
+        """A heartbeat that died of an error lets the lease lapse while the run goes on, and a
+        successor could then send the same rows: say why, and refuse further commits, so the
+        run stops resumably instead."""
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        reason = f"{type(error).__name__}: {error}"
+        log.error("checkpoint_heartbeat_failed", checkpoint=self.location, error=reason)
+        if self._refusal is None:
+            message = f"its lease heartbeat failed ({reason}); stop and resume"
+            self._refusal = CheckpointError(self.location, message), False
+
     async def _release(self) -> None:
         try:
             await self._table.call(
@@ -440,4 +446,9 @@ async def shard_statuses(
         (item["sk"]["S"].removeprefix("meta#"), MetaItem.from_item(item, location).status(now()))
         for item in items
     ]
-    return sorted(statuses, key=lambda pair: parse_shard(pair[0])[::-1])
+
+    def by_count_then_index(pair: tuple[str, JobStatus]) -> tuple[int, int]:
+        shard = parse_shard(pair[0])
+        return shard.count, shard.index
+
+    return sorted(statuses, key=by_count_then_index)

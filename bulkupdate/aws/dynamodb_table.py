@@ -20,8 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoC
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from bulkupdate.aws.client import SYSTEMIC_CODES
-from bulkupdate.checkpoint import CheckpointError
-from bulkupdate.checkpoint_items import attr_s
+from bulkupdate.checkpoint.dynamodb_items import attr_s
+from bulkupdate.checkpoint.store import CheckpointError
 
 __all__ = ["ConditionFailedError", "DynamoDbTable"]
 

@@ -3,7 +3,7 @@
 failures file and summary.
 
 The aiobotocore client runs on its own event loop in a portal thread, so the synchronous
-readers of `sources` (in worker threads or at start-up) can call it. The standard AWS
+readers of `input.sources` (in worker threads or at start-up) can call it. The standard AWS
 configuration applies, `AWS_ENDPOINT_URL_S3` included.
 """
 

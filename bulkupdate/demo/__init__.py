@@ -1,7 +1,8 @@
 """`bulkupdate demo`: the shipped sample job (demo.toml, demo.csv) run through the real engine
 against an emulator started in this process, with a quota low enough to show pacing.
 
-Wiring only: the job runs exactly as `bulkupdate run` would run it.
+Wiring only: the job runs exactly as `bulkupdate run` would run it. May import `run`, `report`,
+`config` and the emulator; only `cli` imports this package.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from bulkupdate import job
 from bulkupdate.config import RunConfig, resolve
 from bulkupdate.emulator import EmulatorConfig, running_emulator
 from bulkupdate.emulator.config import DEFAULT_CREDENTIALS, parse_quota
 from bulkupdate.emulator.quotas import DEFAULT_QUOTAS
-from bulkupdate.progress import ProgressSink
+from bulkupdate.report.progress import ProgressSink
+from bulkupdate.run import job
 
 DEMO_QUOTA = "UpdateCase=10/10"  # 10 calls/s, burst 10: the job's rate of 40/s gets throttled
 DEMO_CASES = 150  # the sample data's case-0999999 does not exist: it fails at the service

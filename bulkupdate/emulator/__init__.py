@@ -1,6 +1,7 @@
 """A local Amazon Connect Cases service that behaves like the real one on the wire.
 
 `running_emulator(config)` serves it in-process; `bulkupdate emulator` serves it as a command.
+A service of its own: it imports nothing of the product but botocore's model (`aws.model`).
 """
 
 from bulkupdate.emulator.config import EmulatorConfig, no_quotas

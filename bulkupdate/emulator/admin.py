@@ -7,20 +7,46 @@ No auth (loopback tool). Reads and writes the Emulator object, nothing else.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from bulkupdate.emulator.config import parse_quota
 from bulkupdate.emulator.faults import FaultConfig
-
-if TYPE_CHECKING:
-    from bulkupdate.emulator.server import Emulator
+from bulkupdate.emulator.quotas import Quota
+from bulkupdate.emulator.service import CasesService
 
 PREFIX = "/_emulator"
 
 
-def counters(emulator: Emulator) -> dict[str, Any]:
+class RunningEmulator(Protocol):
+    """What these views read and change of the running emulator (`server.Emulator`)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def service(self) -> CasesService: ...
+
+    @property
+    def counters(self) -> Mapping[str, Counter[str]]: ...
+
+    @property
+    def first_accept_s(self) -> float | None: ...
+
+    @property
+    def last_accept_s(self) -> float | None: ...
+
+    def set_quota(self, operation: str, quota: Quota | None) -> None: ...
+
+    def set_faults(self, faults: FaultConfig) -> None: ...
+
+    def reset_counters(self) -> None: ...
+
+
+def counters(emulator: RunningEmulator) -> dict[str, Any]:
     update_case = emulator.counters.get("UpdateCase")
     accepted = update_case["ok"] if update_case else 0
     span_s = None
@@ -32,7 +58,7 @@ def counters(emulator: Emulator) -> dict[str, Any]:
     }
 
 
-def case_state(emulator: Emulator) -> dict[str, Any]:
+def case_state(emulator: RunningEmulator) -> dict[str, Any]:
     service = emulator.service
     return {
         domain.domain_id: {
@@ -47,7 +73,7 @@ def case_state(emulator: Emulator) -> dict[str, Any]:
     }
 
 
-def add_routes(app: web.Application, emulator: Emulator) -> None:
+def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "url": emulator.url})
 

@@ -15,20 +15,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkupdate import checkpoint_sqlite
 from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore
-from bulkupdate.checkpoint import (
+from bulkupdate.checkpoint import sqlite as checkpoint_sqlite
+from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
+from bulkupdate.checkpoint.store import (
     CheckpointError,
     CheckpointStore,
     FingerprintMismatchError,
     JobIdentity,
-    MemoryCheckpointStore,
     ResumeState,
     RunState,
 )
-from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.errors import BulkUpdateError
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from tests.fakes.checkpoint import MemoryCheckpointStore
 from tests.motoserver import use_moto
 from tests.unit.test_checkpoint import (
     JOB,

@@ -20,8 +20,8 @@ from typing import Any
 import anyio
 import pytest
 
-from bulkupdate.checkpoint import JobIdentity, JobStatus, RunState
-from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
+from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
+from bulkupdate.checkpoint.store import JobIdentity, JobStatus, RunState
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 
 JOB = JobIdentity("crash-rehearsal", "rehearsal.csv", "sha256:c0ffee", "csv")
@@ -130,8 +130,8 @@ CHILD_SCRIPT = "\n".join(
         "import json, os, random, signal, sqlite3, sys",
         "from typing import Any",
         "import anyio",
-        "from bulkupdate.checkpoint import JobIdentity",
-        "from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore",
+        "from bulkupdate.checkpoint.store import JobIdentity",
+        "from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore",
         "from bulkupdate.models import Outcome, ResumePoint, RowStatus",
         f"JOB = {JOB!r}",
         f"RECORD_BYTES, BLOCK_RECORDS = {RECORD_BYTES}, {BLOCK_RECORDS}",

@@ -14,24 +14,25 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from aiobotocore.session import AioSession
+from structlog.testing import capture_logs
 
-from bulkupdate import checkpoint_items
 from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore, shard_statuses
-from bulkupdate.checkpoint import (
+from bulkupdate.checkpoint import dynamodb_items as checkpoint_items
+from bulkupdate.checkpoint.store import (
     CheckpointBusyError,
     CheckpointError,
     JobIdentity,
     RunState,
     utc_now,
 )
-from bulkupdate.models import Outcome, RowStatus
+from bulkupdate.models import Outcome, RowStatus, parse_shard
 from tests.functional.test_checkpoint_crash import (
     BLOCK_RECORDS,
     committed_range,
@@ -304,6 +305,39 @@ async def test_the_lease_is_renewed_while_a_run_is_idle(dynamodb: str, table: st
     await other.close()
 
 
+async def test_a_heartbeat_that_fails_is_logged_and_stops_further_commits(
+    dynamodb: str, table: str
+) -> None:
+    broken = False
+
+    def now() -> datetime:
+        if broken:  # what the heartbeat reads first when it renews an idle lease
+            raise RuntimeError("clock unreadable")
+        return datetime.now(UTC)
+
+    store = DynamoDbCheckpointStore(table, JOB.name, lease_s=0.6, now=now)  # renewed every 0.2 s
+    await store.open(JOB, restart=False)
+    try:
+        with capture_logs() as logs:
+            broken = True
+            await anyio.sleep(0.5)
+            broken = False
+        with pytest.raises(CheckpointError, match="lease heartbeat failed"):
+            await store.commit([outcome(0, DONE)], point(1), {})
+        await store.finish_run("aborted", {})  # the run's end is still recorded
+    finally:
+        await store.close()
+
+    [failed] = [log for log in logs if log["event"] == "checkpoint_heartbeat_failed"]
+    assert failed["error"] == "RuntimeError: clock unreadable"
+    reader = DynamoDbCheckpointStore(table, JOB.name)
+    status = await reader.status()
+    await reader.close()
+    assert status.last_run is not None
+    assert status.last_run.state is RunState.ABORTED
+    assert status.totals[DONE] == 0
+
+
 # --- transactions
 
 
@@ -477,9 +511,9 @@ async def test_the_meta_item_stays_under_one_kilobyte_while_a_hundred_rows_wait(
 async def test_shard_statuses_lists_every_shard_of_the_job_in_order(
     dynamodb: str, table: str
 ) -> None:
-    labels = ["10/12", "2/12", "0/12"]  # 0-based, as bulkupdate.sharding counts
-    stores = [DynamoDbCheckpointStore(table, JOB.name, label) for label in labels]
-    other_job = DynamoDbCheckpointStore(table, "another-job", "1/12")
+    labels = ["10/12", "2/12", "0/12"]  # 0-based, as bulkupdate.models counts
+    stores = [DynamoDbCheckpointStore(table, JOB.name, parse_shard(label)) for label in labels]
+    other_job = DynamoDbCheckpointStore(table, "another-job", parse_shard("1/12"))
     for failures, store in enumerate(stores):
         await store.open(JOB, restart=False)
         await store.commit([outcome(i, FAILED) for i in range(failures)], point(3), {})
@@ -507,7 +541,7 @@ import json, sys
 from datetime import timedelta
 import anyio, structlog
 from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore
-from bulkupdate.checkpoint import utc_now
+from bulkupdate.checkpoint.store import utc_now
 from tests.functional.test_checkpoint_crash import JOB, batch
 
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # stdout: ours

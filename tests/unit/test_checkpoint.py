@@ -10,8 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bulkupdate import checkpoint_sqlite
-from bulkupdate.checkpoint import (
+from bulkupdate.checkpoint import sqlite as checkpoint_sqlite
+from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
+from bulkupdate.checkpoint.store import (
     CheckpointBusyError,
     CheckpointError,
     CheckpointStore,
@@ -19,7 +20,6 @@ from bulkupdate.checkpoint import (
     JobStatus,
     RunState,
 )
-from bulkupdate.checkpoint_sqlite import SqliteCheckpointStore
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 
 DONE, FAILED = RowStatus.DONE, RowStatus.FAILED

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate import checkpoint_items
-from bulkupdate.checkpoint import CheckpointError, RunRecord, RunState, all_totals
-from bulkupdate.checkpoint_items import (
+from bulkupdate.checkpoint import dynamodb_items as checkpoint_items
+from bulkupdate.checkpoint.dynamodb_items import (
     MetaItem,
     Truncation,
     decode_page,
@@ -23,6 +22,7 @@ from bulkupdate.checkpoint_items import (
     plan_chunks,
     unpack_offsets,
 )
+from bulkupdate.checkpoint.store import CheckpointError, RunRecord, RunState, all_totals
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 from tests.unit.test_checkpoint import JOB, outcome, point
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from bulkupdate.clock import Clock, FakeClock, MonotonicClock
+from bulkupdate.clock import Clock, MonotonicClock
+from tests.fakes.clock import FakeClock
 
 
 async def test_fake_clock_wakes_sleepers_in_deadline_order_at_their_deadlines() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from bulkupdate.config import Blank, resolve
-from bulkupdate.dryrun import dry_run_path
 from bulkupdate.errors import ConfigError
+from bulkupdate.run.dryrun import dry_run_path
 
 REQUIRED = {"input": "data/crm.csv", "domain_id": "d-1"}
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulkupdate.models import ResumePoint
-from bulkupdate.ordering import CaseLanes, Frontier
+from bulkupdate.run.ordering import CaseLanes, Frontier
 
 
 @dataclass

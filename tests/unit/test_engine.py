@@ -8,14 +8,15 @@ from typing import Any
 
 import anyio
 
-from bulkupdate.cases import FakeCasesApi
-from bulkupdate.checkpoint import JobIdentity, MemoryCheckpointStore
+from bulkupdate.checkpoint.store import JobIdentity
 from bulkupdate.clock import MonotonicClock
-from bulkupdate.engine import Engine, EngineSettings, RunEnd, RunResult
 from bulkupdate.errors import CallError, ErrorKind
-from bulkupdate.framing import Record
+from bulkupdate.fields.schema import Schema
+from bulkupdate.input.framing import Record
 from bulkupdate.models import Field, FieldType, Outcome, ResumePoint, RowStatus
-from bulkupdate.schema import Schema
+from bulkupdate.run.engine import Engine, EngineSettings, RunEnd, RunResult
+from tests.fakes.cases import FakeCasesApi
+from tests.fakes.checkpoint import MemoryCheckpointStore
 
 FIELDS = [Field("vip", "VIP", FieldType.BOOLEAN), Field("total", "Total", FieldType.NUMBER)]
 THROTTLED = CallError(ErrorKind.THROTTLED, "ThrottlingException", "Rate exceeded")

@@ -8,8 +8,8 @@ import random
 import anyio
 import pytest
 
-from bulkupdate.clock import FakeClock
-from bulkupdate.gate import RateGate
+from bulkupdate.pacing.gate import RateGate
+from tests.fakes.clock import FakeClock
 from tests.unit.test_pacing_simulation import ServerBucket
 
 

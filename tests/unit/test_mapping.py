@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bulkupdate.errors import ConfigError
-from bulkupdate.mapping import FieldMapping
-from bulkupdate.schema import HeaderError, RowRejectedError, Schema, build_update
+from bulkupdate.fields.mapping import FieldMapping
+from bulkupdate.fields.schema import HeaderError, RowRejectedError, Schema, build_update
 from tests.unit.test_schema import FIELDS, ISO
 
 MAPPING = FieldMapping(

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bulkupdate.bucket import Slot, TokenBucket
-from bulkupdate.pacing import AdaptiveRate
+from bulkupdate.pacing.adaptive import AdaptiveRate
+from bulkupdate.pacing.bucket import Slot, TokenBucket
 
 RECHECK_S = 0.25  # longest single sleep on a slot before looking at `revoked` again
 

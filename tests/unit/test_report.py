@@ -6,9 +6,10 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bulkupdate.input.sources import open_source
 from bulkupdate.models import Outcome, RowStatus
-from bulkupdate.report import summary_line, write_failures
-from bulkupdate.sources import open_source
+from bulkupdate.report.failures import write_failures
+from bulkupdate.report.summary import summary_line
 
 
 def failed(raw: bytes, code: str = "invalid_number", line: int = 2) -> Outcome:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate.retry import ErrorKind, GiveUp, Retry, RetryPolicy, backoff_delay_s
+from bulkupdate.pacing.retry import ErrorKind, GiveUp, Retry, RetryPolicy, backoff_delay_s
 
 units = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
 
@@ -92,20 +92,12 @@ def test_default_policy_allows_eight_attempts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "reason", "stops_run"),
-    [(ErrorKind.ROW, "row", False), (ErrorKind.SYSTEMIC, "systemic", True)],
+    ("kind", "reason"),
+    [(ErrorKind.ROW, "row"), (ErrorKind.SYSTEMIC, "systemic")],
 )
-def test_row_and_systemic_errors_give_up_at_once(
-    kind: ErrorKind, reason: str, stops_run: bool
-) -> None:
+def test_row_and_systemic_errors_give_up_at_once(kind: ErrorKind, reason: str) -> None:
     decision = RetryPolicy().decide(kind, 1, 5.0, 0.5)
     assert decision == GiveUp(reason)
-    assert isinstance(decision, GiveUp)
-    assert decision.stops_run is stops_run
-
-
-def test_exhausted_retries_do_not_stop_the_run() -> None:
-    assert not GiveUp("retries_exhausted").stops_run
 
 
 @pytest.mark.parametrize(

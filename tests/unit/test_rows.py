@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from bulkupdate.framing import RecordError
+from bulkupdate.fields.rows import Row, prepare
+from bulkupdate.fields.schema import Schema
+from bulkupdate.input.framing import RecordError
+from bulkupdate.input.sources import Record
 from bulkupdate.models import Field, FieldOption, FieldType, Outcome, RowStatus
-from bulkupdate.rows import Row, prepare
-from bulkupdate.schema import Schema
-from bulkupdate.sources import Record
 
 FIELDS = [
     Field("priority", "Priority", FieldType.SINGLE_SELECT, options=(FieldOption("High", "high"),)),

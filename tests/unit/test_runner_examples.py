@@ -26,7 +26,7 @@ from bulkupdate.cli import RUN_FLAGS, build_parser
 from bulkupdate.config import ENV_PREFIX, SETTINGS, RunConfig, resolve
 from bulkupdate.errors import ConfigError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_USAGE
-from bulkupdate.sharding import INDEX_VARIABLES, Shard
+from bulkupdate.models import INDEX_VARIABLES, Shard
 from tests import dockerfile
 from tests.dockerfile import ROOT
 

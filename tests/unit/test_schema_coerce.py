@@ -1,4 +1,4 @@
-"""Value rules of bulkupdate.coerce: one table per field type, then hypothesis properties."""
+"""Value rules of bulkupdate.fields.coerce: one table per field type, then hypothesis properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate.coerce import BlankPolicy, ValueRejected, coerce, make_coercer
+from bulkupdate.fields.coerce import BlankPolicy, ValueRejected, coerce, make_coercer
 from bulkupdate.models import DateTimeEncoding, Field, FieldOption, FieldType, WireValue
 
 ISO = DateTimeEncoding.ISO8601

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate.sharding import Shard, parse_shard
+from bulkupdate.models import Shard, parse_shard
 
 
 @given(st.text(min_size=1), st.integers(min_value=1, max_value=64))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bulkupdate.errors import ConfigError, InputError
-from bulkupdate.sources import Record, RecordError, open_source, open_stream
+from bulkupdate.input.sources import Record, RecordError, open_source, open_stream
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -186,17 +186,6 @@ def test_undecodable_utf8_in_a_csv_row_fails_alone_with_its_line_and_column(
     assert (records[0].error.line, records[0].error.column) == (3, 2)
     assert records[0].raw == b'c1,"multi\nl\xffine"\n'
     assert records[1].values == {"case_id": "c2", "note": "ok"}
-
-
-def test_an_error_record_converts_to_an_input_error_naming_file_line_and_column(
-    tmp_path: Path,
-) -> None:
-    [record] = read_all(write(tmp_path, "in.jsonl", b'{"a": }\n'))
-
-    error = record.input_error("in.jsonl")
-
-    assert (error.path, error.line, error.column) == ("in.jsonl", 1, 7)
-    assert str(error).startswith("in.jsonl:1:7: invalid JSON")
 
 
 # --- header problems

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bulkupdate.checkpoint.locations import shard_files
 from bulkupdate.errors import ConfigError
-from bulkupdate.stores import shard_files
 
 
 def touch(folder: Path, *names: str) -> None:

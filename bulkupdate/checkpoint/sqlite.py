@@ -1,0 +1,416 @@
+"""The SQLite checkpoint store: one file per job in WAL mode, one transaction per commit.
+
+Owns the file format, its schema version and the run lock beside it. Blocking calls run in a
+worker thread, one at a time. Never reads the input, never touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.request import pathname2url
+
+import anyio
+import anyio.to_thread
+
+from bulkupdate.checkpoint.lock import RunLock
+from bulkupdate.checkpoint.store import (
+    CheckpointBusyError,
+    CheckpointError,
+    FingerprintMismatchError,
+    JobIdentity,
+    JobStatus,
+    ResumeState,
+    RunRecord,
+    RunState,
+    all_totals,
+    check_end_state,
+    check_resume_point,
+    fresh_outcomes,
+    summary_json,
+    utc_now,
+)
+from bulkupdate.models import Outcome, ResumePoint, RowStatus
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "SqliteCheckpointStore"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x42554C4B  # b"BULK" in the SQLite header: this file is a bulkupdate checkpoint
+BUSY_TIMEOUT_S = 5.0  # `status` from another process may hold a read snapshot briefly
+LOCK_WAIT_S = 1.0  # a `status` probe holds the run lock for microseconds; do not fail on it
+LOCK_RETRY_S = 0.05
+FAILED_PAGE_ROWS = 500  # failures are paged so rebuilding a large failures file stays bounded
+
+# Failed rows are kept for the failures file; done rows only until the resume point passes them.
+SCHEMA = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)",
+    """CREATE TABLE job (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL, input_path TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        format TEXT NOT NULL, resume_offset INTEGER NOT NULL, resume_line INTEGER NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    """CREATE TABLE outcomes (
+        byte_offset INTEGER PRIMARY KEY, line INTEGER NOT NULL, case_id TEXT NOT NULL,
+        status TEXT NOT NULL, error_code TEXT, error_message TEXT, raw BLOB,
+        attempts INTEGER NOT NULL)""",
+    "CREATE TABLE totals (status TEXT PRIMARY KEY, row_count INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE runs (
+        number INTEGER PRIMARY KEY, state TEXT NOT NULL, pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL, ended_at TEXT, summary TEXT)""",
+)
+_OUTCOME_COLUMNS = "byte_offset, line, case_id, status, error_code, error_message, raw, attempts"
+_INSERT_OUTCOME = f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+_ADD_TOTAL = (
+    "INSERT INTO totals (status, row_count) VALUES (?, ?) "
+    "ON CONFLICT (status) DO UPDATE SET row_count = row_count + excluded.row_count"
+)
+_FORGET_DONE = (
+    "DELETE FROM outcomes WHERE byte_offset >= ? AND byte_offset < ? "
+    f"AND status = '{RowStatus.DONE.value}'"
+)
+_SET_COUNTER = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+
+
+class SqliteCheckpointStore:
+    """A `CheckpointStore` in one SQLite file. WAL with synchronous=NORMAL: a committed batch
+    survives a killed process (a power cut may lose the last batches, never half of one).
+
+    `open` takes an exclusive lock on `<path>.lock` for the run; the kernel drops it when the
+    process dies, which is how `status` tells a crashed run from a live one.
+    """
+
+    __slots__ = (
+        "_conn",
+        "_lock",
+        "_now",
+        "_path",
+        "_resume_point",
+        "_run_ended",
+        "_run_lock",
+        "_run_number",
+        "_verified",
+    )
+
+    def __init__(self, path: str | os.PathLike[str], *, now: Callable[[], datetime] = utc_now):
+        self._path = Path(path)
+        self._now = now
+        self._lock = anyio.Lock()  # one connection, one call at a time
+        self._conn: sqlite3.Connection | None = None
+        self._verified = False  # the connected file has been identified as a checkpoint
+        self._run_lock = RunLock(self._path.with_name(self._path.name + ".lock"))
+        self._run_number: int | None = None
+        self._run_ended = False
+        self._resume_point = ResumePoint()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
+        if self._run_lock.held:
+            raise RuntimeError("checkpoint store is already open")
+        try:  # a failed open leaves the store closed, whatever it had opened on the way
+            await self._call(self._refuse_foreign_file)  # before a lock file appears beside it
+            deadline_s = anyio.current_time() + LOCK_WAIT_S
+            while not await self._call(self._run_lock.try_acquire):
+                if anyio.current_time() >= deadline_s:
+                    holder = self._run_lock.holder()
+                    raise CheckpointBusyError(
+                        str(self._path),
+                        f"another run (pid {holder}) is using it; wait for it to end",
+                    )
+                await anyio.sleep(LOCK_RETRY_S)
+            return await self._call(partial(self._open_sync, job, restart))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            raise
+
+    async def commit(
+        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+    ) -> None:
+        self._check_running()
+        await self._call(partial(self._commit_sync, list(outcomes), resume_point, dict(counters)))
+
+    async def failed_rows(self) -> AsyncIterator[Outcome]:
+        after_offset = -1
+        while True:  # keyset pages, each its own call: no lock or snapshot held across a yield
+            page = await self._call(partial(self._failed_page, after_offset))
+            for outcome in page:
+                yield outcome
+            if len(page) < FAILED_PAGE_ROWS:
+                return
+            after_offset = page[-1].offset
+
+    async def status(self) -> JobStatus:
+        return await self._call(self._status_sync)
+
+    async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
+        state = check_end_state(end_state)
+        self._check_running()
+        await self._call(partial(self._finish_sync, state, summary_json(summary)))
+
+    async def close(self) -> None:
+        async with self._lock:
+            with anyio.CancelScope(shield=True):  # a cancelled caller must not leak the file
+                await anyio.to_thread.run_sync(self._close_sync)
+
+    # --- worker-thread side
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        async with self._lock:
+            try:
+                return await anyio.to_thread.run_sync(work)
+            except (sqlite3.Error, OSError) as exc:
+                raise CheckpointError(str(self._path), str(exc)) from exc
+
+    def _check_running(self) -> None:
+        if self._run_number is None:
+            raise RuntimeError("checkpoint store is not open")
+        if self._run_ended:
+            raise RuntimeError("run already ended")
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        if self._conn is None:
+            if create:
+                target, uri = str(self._path), False
+            elif not self._path.exists():
+                raise CheckpointError(str(self._path), "does not exist")
+            else:  # mode=rw: looking at a checkpoint must never create one
+                target, uri = f"file:{pathname2url(str(self._path.absolute()))}?mode=rw", True
+            self._conn = sqlite3.connect(
+                target,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=uri,
+            )
+            self._verified = False
+        return self._conn
+
+    def _refuse_foreign_file(self) -> None:
+        if self._path.exists():
+            self._identify(self._connect(create=False))
+
+    def _identify(self, conn: sqlite3.Connection) -> bool:
+        """True for a checkpoint of this schema, False for an empty database; else raise.
+        Reads only, so a file that is not ours is left exactly as it was."""
+        if self._verified:
+            return True
+        location = str(self._path)
+        try:
+            (application_id,) = conn.execute("PRAGMA application_id").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(location, f"is not a bulkupdate checkpoint ({exc})") from exc
+        if application_id != APPLICATION_ID:
+            (objects,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if application_id == 0 and objects == 0:
+                return False
+            raise CheckpointError(
+                location, "is not a bulkupdate checkpoint (it is some other SQLite database)"
+            )
+        try:
+            (version,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        except sqlite3.OperationalError:
+            version = None
+        if version is None:
+            raise CheckpointError(location, "is damaged: it has no schema version")
+        if version != SCHEMA_VERSION:
+            raise CheckpointError(
+                location,
+                f"has schema version {version}; this bulkupdate reads version {SCHEMA_VERSION}"
+                + (" (it was written by a newer bulkupdate)" if version > SCHEMA_VERSION else ""),
+            )
+        self._verified = True
+        return True
+
+    def _open_sync(self, job: JobIdentity, restart: bool) -> ResumeState:
+        conn = self._connect(create=True)
+        initialized = self._identify(conn)
+        now = self._now().isoformat()
+        if not initialized:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent; cannot change in a transaction
+        # Per connection, and only once the file is known to be ours: even a PRAGMA reads it.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with _transaction(conn):
+            if not initialized:
+                for statement in SCHEMA:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (SCHEMA_VERSION, now))
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            stored = _read_job(conn)
+            if stored is not None and stored[0] != job and not restart:
+                raise FingerprintMismatchError(str(self._path), stored[0], job)
+            if stored is None or restart:
+                for table in ("job", "outcomes", "totals", "counters", "runs"):
+                    conn.execute(f"DELETE FROM {table}")
+                conn.execute(
+                    "INSERT INTO job VALUES (1, ?, ?, ?, ?, 0, 1, ?, ?)",
+                    (job.name, job.input_path, job.fingerprint, job.format, now, now),
+                )
+            # We hold the run lock, so a run still marked running lost its process.
+            conn.execute(
+                "UPDATE runs SET state = ? WHERE state = ?",
+                (RunState.CRASHED.value, RunState.RUNNING.value),
+            )
+            (number,) = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM runs").fetchone()
+            conn.execute(
+                "INSERT INTO runs (number, state, pid, started_at) VALUES (?, ?, ?, ?)",
+                (number, RunState.RUNNING.value, os.getpid(), now),
+            )
+            resume_point = ResumePoint() if stored is None or restart else stored[1]
+            resolved = conn.execute(
+                "SELECT byte_offset FROM outcomes WHERE byte_offset >= ?", (resume_point.offset,)
+            )
+            state = ResumeState(
+                resume_point=resume_point,
+                resolved_offsets=frozenset(offset for (offset,) in resolved),
+                totals=_read_totals(conn),
+                counters=dict(conn.execute("SELECT name, value FROM counters").fetchall()),
+                runs=number,
+            )
+        self._resume_point = resume_point
+        self._run_number = number
+        self._run_ended = False
+        return state
+
+    def _commit_sync(
+        self, outcomes: list[Outcome], resume_point: ResumePoint, counters: dict[str, int]
+    ) -> None:
+        # Checked here, under the lock, so concurrent commits cannot both pass a stale check.
+        floor_offset = self._resume_point.offset
+        check_resume_point(self._resume_point, resume_point)
+        fresh = fresh_outcomes(outcomes, floor_offset)
+        conn = self._connect(create=False)
+        with _transaction(conn):
+            added: list[tuple[str, int]] = []
+            for status in RowStatus:  # one executemany per status, so rowcount counts it
+                rows = [_outcome_row(o) for o in fresh if o.status == status]
+                if rows:
+                    added.append((status.value, conn.executemany(_INSERT_OUTCOME, rows).rowcount))
+            conn.executemany(_ADD_TOTAL, added)
+            if resume_point.offset > floor_offset:  # each stored row is scanned here once per job
+                conn.execute(_FORGET_DONE, (floor_offset, resume_point.offset))
+            conn.execute(
+                "UPDATE job SET resume_offset = ?, resume_line = ?, updated_at = ?",
+                (resume_point.offset, resume_point.line, self._now().isoformat()),
+            )
+            conn.executemany(_SET_COUNTER, counters.items())
+        self._resume_point = resume_point
+
+    def _failed_page(self, after_offset: int) -> list[Outcome]:
+        conn = self._connect(create=False)
+        if not self._identify(conn):
+            raise CheckpointError(str(self._path), "holds no job yet")
+        rows = conn.execute(
+            f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE status = ? AND byte_offset > ? "
+            "ORDER BY byte_offset LIMIT ?",
+            (RowStatus.FAILED.value, after_offset, FAILED_PAGE_ROWS),
+        )
+        return [
+            Outcome(offset, line, case_id, RowStatus(status), code, message, raw, attempts)
+            for offset, line, case_id, status, code, message, raw, attempts in rows
+        ]
+
+    def _status_sync(self) -> JobStatus:
+        conn = self._connect(create=False)
+        if not self._identify(conn):
+            raise CheckpointError(str(self._path), "holds no job yet")
+        with _transaction(conn, "DEFERRED"):  # one snapshot for every read below
+            stored = _read_job(conn)
+            if stored is None:
+                raise CheckpointError(str(self._path), "holds no job yet")
+            job, resume_point, created_at, updated_at = stored
+            (runs,) = conn.execute("SELECT count(*) FROM runs").fetchone()
+            last = conn.execute(
+                "SELECT number, state, pid, started_at, ended_at, summary FROM runs "
+                "ORDER BY number DESC LIMIT 1"
+            ).fetchone()
+            totals = _read_totals(conn)
+            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+        last_run = None
+        if last is not None:
+            number, state, pid, started_at, ended_at, summary = last
+            if state == RunState.RUNNING and not self._run_lock.held_by_anyone():
+                state = RunState.CRASHED
+            last_run = RunRecord(
+                number=number,
+                state=RunState(state),
+                pid=pid,
+                started_at=datetime.fromisoformat(started_at),
+                ended_at=datetime.fromisoformat(ended_at) if ended_at else None,
+                summary=json.loads(summary) if summary else {},
+            )
+        return JobStatus(
+            job, resume_point, totals, counters, runs, last_run, created_at, updated_at
+        )
+
+    def _finish_sync(self, state: RunState, summary: str) -> None:
+        conn = self._connect(create=False)
+        with _transaction(conn):
+            conn.execute(
+                "UPDATE runs SET state = ?, ended_at = ?, summary = ? WHERE number = ?",
+                (state.value, self._now().isoformat(), summary, self._run_number),
+            )
+        self._run_ended = True
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self._run_lock.release()  # after the database is closed, so the next run finds it at rest
+        self._run_number = None
+        self._verified = False
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so busy_timeout applies instead of a deadlock.
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _read_job(
+    conn: sqlite3.Connection,
+) -> tuple[JobIdentity, ResumePoint, datetime, datetime] | None:
+    row = conn.execute(
+        "SELECT name, input_path, fingerprint, format, resume_offset, resume_line, created_at, "
+        "updated_at FROM job"
+    ).fetchone()
+    if row is None:
+        return None
+    name, input_path, fingerprint, fmt, offset, line, created_at, updated_at = row
+    return (
+        JobIdentity(name, input_path, fingerprint, fmt),
+        ResumePoint(offset, line),
+        datetime.fromisoformat(created_at),
+        datetime.fromisoformat(updated_at),
+    )
+
+
+def _read_totals(conn: sqlite3.Connection) -> dict[RowStatus, int]:
+    return all_totals(dict(conn.execute("SELECT status, row_count FROM totals").fetchall()))
+
+
+def _outcome_row(o: Outcome) -> tuple[Any, ...]:
+    status = RowStatus(o.status).value
+    return (o.offset, o.line, o.case_id, status, o.error_code, o.error_message, o.raw, o.attempts)

@@ -1,0 +1,201 @@
+"""The checkpoint seam: what a job has resolved, committed in whole batches so a killed run resumes.
+
+Owns the `CheckpointStore` Protocol, its plain types and errors, and the helpers both stores share.
+Knows outcomes and byte offsets only: no reading of input, no network, no sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bulkupdate.errors import BulkUpdateError
+from bulkupdate.models import Outcome, ResumePoint, RowStatus
+
+__all__ = [
+    "DYNAMODB",
+    "END_STATES",
+    "CheckpointBusyError",
+    "CheckpointError",
+    "CheckpointStore",
+    "FingerprintMismatchError",
+    "JobIdentity",
+    "JobStatus",
+    "ResumeState",
+    "RunRecord",
+    "RunState",
+]
+
+
+DYNAMODB = "dynamodb://"  # the --checkpoint scheme of the DynamoDB store (bulkupdate.aws)
+
+
+class RunState(StrEnum):
+    RUNNING = "running"  # open, or its process died without saying (see CRASHED)
+    FINISHED = "finished"  # read the whole input
+    INTERRUPTED = "interrupted"  # stopped on a signal; resumable
+    ABORTED = "aborted"  # stopped by a fatal error (e.g. access denied); resumable once fixed
+    CRASHED = "crashed"  # stored as running, but no live process holds the store
+
+
+END_STATES = frozenset({RunState.FINISHED, RunState.INTERRUPTED, RunState.ABORTED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobIdentity:
+    """Which job a checkpoint belongs to. Equal when name, fingerprint and format are equal."""
+
+    name: str
+    input_path: str = field(compare=False)  # display only: the same input may move
+    fingerprint: str  # opaque, computed by the caller from the input's content
+    format: str  # "csv" or "jsonl": the same bytes framed differently are different records
+
+    def differences(self, other: JobIdentity) -> tuple[str, ...]:
+        """What differs from `other` (this one's value first), in words. Empty when equal."""
+        pairs = [
+            ("job name", self.name, other.name),
+            ("input fingerprint", self.fingerprint, other.fingerprint),
+            ("input format", self.format, other.format),
+        ]
+        return tuple(f"{what} differs ({a!r}, now {b!r})" for what, a, b in pairs if a != b)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What `open` hands the engine: start reading at `resume_point` and skip `resolved_offsets`."""
+
+    resume_point: ResumePoint
+    resolved_offsets: frozenset[int]  # resolved records at or after resume_point.offset
+    totals: Mapping[RowStatus, int]  # rows resolved per status over the whole job; exact
+    counters: Mapping[str, int]  # the engine's own counters as last committed
+    runs: int  # runs of this job so far, counting the one `open` just started
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    number: int  # 1 for a job's first run
+    state: RunState
+    pid: int
+    started_at: datetime
+    ended_at: datetime | None
+    summary: Mapping[str, Any]  # what finish_run was given, as JSON gave it back
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    job: JobIdentity
+    resume_point: ResumePoint
+    totals: Mapping[RowStatus, int]
+    counters: Mapping[str, int]
+    runs: int
+    last_run: RunRecord | None
+    created_at: datetime
+    updated_at: datetime  # the last commit, or when the job was created
+
+
+class CheckpointError(BulkUpdateError):
+    """A checkpoint that cannot be used: not a checkpoint, from a newer version, unreadable."""
+
+    def __init__(self, location: str, message: str) -> None:
+        super().__init__(f"checkpoint {location}: {message}")
+        self.location = location
+        self.message = message
+
+
+class FingerprintMismatchError(CheckpointError):
+    """The checkpoint belongs to another job or another input."""
+
+    def __init__(self, location: str, stored: JobIdentity, given: JobIdentity) -> None:
+        self.stored = stored
+        self.given = given
+        self.differences = stored.differences(given)
+        super().__init__(
+            location,
+            f"holds job {stored.name!r} for {stored.input_path} but this run is job "
+            f"{given.name!r} for {given.input_path}: {'; '.join(self.differences)}. Pass "
+            "--restart to discard the checkpoint and start over, or choose another checkpoint.",
+        )
+
+
+class CheckpointBusyError(CheckpointError):
+    """Another live run holds the checkpoint; two runs of one job would send rows twice."""
+
+
+class CheckpointStore(Protocol):
+    """Where a job's progress lives. One open run at a time; every write is one transaction."""
+
+    async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
+        """Create the store if missing, start a run, return where to resume.
+
+        Raises FingerprintMismatchError if it holds another job, unless `restart`: then
+        everything is wiped (even for the same job) and the job starts from the beginning.
+        """
+        ...
+
+    async def commit(
+        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+    ) -> None:
+        """Record a batch atomically. An offset's first committed outcome is final: later ones,
+        and any below the committed resume point, are ignored and not counted. `resume_point` may
+        not move backwards. `counters` replace the stored values of the names they hold."""
+        ...
+
+    def failed_rows(self) -> AsyncIterator[Outcome]:
+        """Every failed row of the job, by offset, with its raw bytes, code and message."""
+        ...
+
+    async def status(self) -> JobStatus:
+        """The job's progress; works without `open` and never starts a run."""
+        ...
+
+    async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
+        """End the open run as one of END_STATES with a JSON-able summary."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def fresh_outcomes(outcomes: Iterable[Outcome], floor_offset: int) -> list[Outcome]:
+    """The batch's first outcome per offset, dropping offsets below the stored resume point:
+    those are resolved already, and may no longer be stored individually to compare against."""
+    seen: set[int] = set()
+    fresh: list[Outcome] = []
+    for outcome in outcomes:
+        if outcome.offset >= floor_offset and outcome.offset not in seen:
+            seen.add(outcome.offset)
+            fresh.append(outcome)
+    return fresh
+
+
+def check_resume_point(stored: ResumePoint, new: ResumePoint) -> None:
+    if new.offset < 0 or new.line < 1:
+        raise ValueError(f"bad resume point: offset {new.offset}, line {new.line}")
+    if new.offset < stored.offset:
+        raise ValueError(
+            f"resume point moved backwards: offset {new.offset} < committed {stored.offset}"
+        )
+
+
+def check_end_state(end_state: str) -> RunState:
+    if end_state not in END_STATES:
+        raise ValueError(f"end state must be one of {sorted(END_STATES)}, not {end_state!r}")
+    return RunState(end_state)
+
+
+def summary_json(summary: Mapping[str, Any]) -> str:
+    # default=str so datetimes, paths and enums in a summary never lose a run's ending.
+    return json.dumps(dict(summary), sort_keys=True, default=str)
+
+
+def all_totals(stored: Mapping[str, int]) -> dict[RowStatus, int]:
+    totals = dict.fromkeys(RowStatus, 0)
+    totals.update((RowStatus(status), rows) for status, rows in stored.items())
+    return totals

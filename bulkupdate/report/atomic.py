@@ -1,0 +1,36 @@
+"""Files that appear whole or not at all: written to a temporary beside the target, flushed to
+disk, then renamed over it, so a reader (or a crash) never sees half a file.
+
+Local files only; moving a finished file to S3 is `outputs`' business.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TextIO
+
+
+def temporary_path(path: str) -> Path:
+    target = Path(path)
+    return target.with_name(f".{target.name}.tmp")
+
+
+def open_text(path: Path) -> TextIO:
+    # surrogateescape: bytes that were not UTF-8 in the input go back out unchanged.
+    return path.open("w", encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def finish(handle: TextIO, temporary: Path, path: str) -> None:
+    """Flush `handle` to disk, close it, and rename its file over `path`."""
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    temporary.replace(path)
+
+
+def write_text(path: str, text: str) -> None:
+    temporary = temporary_path(path)
+    handle = open_text(temporary)
+    handle.write(text)
+    finish(handle, temporary, path)

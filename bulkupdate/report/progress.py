@@ -1,0 +1,115 @@
+"""Telling the user how the run goes: what the job has done so far (`RunView`, also read by the
+metrics endpoint), a tqdm bar on a terminal (rows done / total, rate, ETA, throttles, current
+adaptive rate), periodic structured `progress` events otherwise.
+
+Presentation only: it reads the engine's counters and never changes the run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import structlog
+from tqdm import tqdm
+
+from bulkupdate.report.stats import RunStats
+
+log = structlog.get_logger("bulkupdate")
+LOG_EVERY_S = 10.0
+
+
+class Running(Protocol):
+    """What a view reads from the engine."""
+
+    stats: RunStats
+
+    def progress(self) -> dict[str, Any]: ...
+
+
+class RowTotal:
+    """The number of records in the input, counted in a background thread (a file's total is
+    known; stdin's is not). `rows` is None until the count is done."""
+
+    def __init__(self, count: Callable[[], int] | None) -> None:
+        self.rows: int | None = None
+        if count is not None:
+            threading.Thread(target=self._count, args=(count,), daemon=True).start()
+
+    def _count(self, count: Callable[[], int]) -> None:
+        try:
+            self.rows = count()
+        except Exception:  # only the bar's total is lost; the run reads on
+            log.warning("row_count_failed", exc_info=True)
+
+
+class RunView:
+    """The job's progress across its runs: rows resolved by earlier runs plus this run's."""
+
+    def __init__(self, engine: Running, *, resolved_before: int, total: RowTotal) -> None:
+        self.engine = engine
+        self.resolved_before = resolved_before
+        self.total = total
+
+    def snapshot(self) -> dict[str, Any]:
+        data = self.engine.progress()
+        done = self.resolved_before + data["applied"] + data["failed"] + data["unchanged"]
+        total = self.total.rows
+        data.update(
+            rows_done=done,
+            rows_total=total,
+            rows_left=max(0, total - done) if total is not None else None,
+        )
+        return data
+
+
+class ProgressSink:
+    """Receives engine events; a bar of rows when the output is a terminal."""
+
+    def __init__(self, *, bar: bool | None = None) -> None:
+        self._bar_wanted = sys.stderr.isatty() if bar is None else bar
+        self._bar: tqdm[Any] | None = None
+        self._view: RunView | None = None
+        self._last_log_s = 0.0
+
+    def start(self, view: RunView) -> None:
+        self._view = view
+        if self._bar_wanted:
+            self._bar = tqdm(
+                total=view.total.rows,
+                initial=view.resolved_before,
+                unit="rows",
+                desc="bulkupdate",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+
+    def event(self, name: str, data: Mapping[str, Any]) -> None:
+        if name != "progress":
+            log.warning(name, **data)
+            return
+        snapshot = self._view.snapshot() if self._view is not None else dict(data)
+        bar = self._bar
+        if bar is not None:
+            if bar.total is None and snapshot.get("rows_total") is not None:
+                bar.total = snapshot["rows_total"]
+            bar.update(max(0, snapshot.get("rows_done", bar.n) - bar.n))
+            bar.set_postfix(
+                failed=snapshot.get("failed"),
+                throttles=snapshot.get("throttles"),
+                rate=f"{snapshot.get('rate_per_s')}/s",
+                refresh=False,
+            )
+            return
+        now_s = time.monotonic()
+        if now_s - self._last_log_s >= LOG_EVERY_S:
+            self._last_log_s = now_s
+            log.info("progress", **snapshot)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

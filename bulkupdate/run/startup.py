@@ -1,0 +1,249 @@
+"""Before the first write: the input opened at the resume point, the domain's schema read,
+the columns resolved, and the engine's settings derived from the run's configuration.
+
+Shared by a real run and a dry run; sends no update.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import random
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import structlog
+
+from bulkupdate.aws.client import open_cases
+from bulkupdate.aws.s3 import S3, ObjectInfo, is_s3, open_object
+from bulkupdate.clock import Clock, MonotonicClock
+from bulkupdate.config import RunConfig
+from bulkupdate.errors import ConfigError
+from bulkupdate.fields.rows import CSV_ERROR_COLUMNS
+from bulkupdate.fields.schema import READ_ONLY_FIELD_IDS, BlankPolicy, ColumnMap, Schema
+from bulkupdate.input.fingerprint import fingerprint_file, fingerprint_stream
+from bulkupdate.input.sources import Record, Source, open_source, open_stream
+from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
+from bulkupdate.pacing.retry import RetryPolicy
+from bulkupdate.run.cases import CasesApi
+from bulkupdate.run.domain import detect_encoding, load_fields
+from bulkupdate.run.engine import EngineSettings
+
+log = structlog.get_logger("bulkupdate")
+PEEK_RECORDS = 20  # records read ahead to find case ids for DateTime detection
+START = ResumePoint()
+
+
+def performed_by(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    return {"userArn": value} if value.startswith("arn:") else {"customEntity": value}
+
+
+def fingerprint_input(
+    config: RunConfig, remote: RemoteInput | None = None
+) -> tuple[str, str, BinaryIO | None]:
+    """(fingerprint, format, stream to read) of the input. Stdin can be read only once, so its
+    fingerprint comes with the stream that replays the bytes it took; files are re-opened; an
+    S3 object's is its ETag, size and version."""
+    if remote is not None:
+        return remote.info.fingerprint, input_format(config), None
+    if config.input == "-":
+        fingerprint, stream = fingerprint_stream(sys.stdin.buffer)
+        return fingerprint, config.format or "csv", stream
+    with open_source(config.input, fmt=config.format, delimiter=config.delimiter) as probe:
+        return fingerprint_file(config.input), probe.fmt, None
+
+
+def open_input(
+    config: RunConfig,
+    point: ResumePoint = START,
+    stream: BinaryIO | None = None,
+    remote: RemoteInput | None = None,
+) -> Source:
+    """The input positioned at `point`: seeks in a plain file or S3 object (ranged GETs),
+    re-reads and skips otherwise (.gz, stdin)."""
+    if remote is not None:
+        return remote.open(config, point)
+    if config.input == "-":
+        return open_stream(
+            stream or sys.stdin.buffer,
+            name="-",
+            fmt=config.format or "csv",
+            delimiter=config.delimiter,
+            start_offset=point.offset,
+        )
+    return open_source(
+        config.input,
+        fmt=config.format,
+        delimiter=config.delimiter,
+        start_offset=point.offset,
+        start_line=point.line,
+    )
+
+
+def record_counter(config: RunConfig) -> Callable[[], int] | None:
+    """A function that counts the input's records (for the progress total); None for stdin and
+    S3 (counting would read the whole object twice)."""
+    if config.input == "-" or is_s3(config.input):
+        return None
+
+    def count() -> int:
+        with open_input(config) as source:
+            return sum(1 for _ in source)
+
+    return count
+
+
+def input_format(config: RunConfig) -> str:
+    name = config.input.removesuffix(".gz").removesuffix(".GZ")
+    return config.format or name.rpartition(".")[2].replace("ndjson", "jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInput:
+    """An S3 input: the client and the object as it was when the run started."""
+
+    s3: S3
+    info: ObjectInfo
+
+    @classmethod
+    def head(cls, s3: S3, url: str) -> RemoteInput:
+        return cls(s3, s3.head(url))
+
+    def open(self, config: RunConfig, point: ResumePoint) -> Source:
+        compressed = config.input.lower().endswith(".gz")
+        raw = open_object(self.s3, self.info)
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
+        fmt = input_format(config)
+        if fmt not in ("csv", "jsonl"):
+            raise ConfigError("--format", f"cannot tell the format of {config.input}; set it")
+        return Source(
+            stream,
+            path=config.input,
+            fmt="csv" if fmt == "csv" else "jsonl",
+            delimiter=config.delimiter,
+            seekable=not compressed,
+            owns_stream=True,
+            start_offset=point.offset,
+            start_line=point.line,
+            size_bytes=None if compressed else self.info.size_bytes,
+        )
+
+
+def peek(records: Iterator[Record]) -> tuple[list[Record], Iterator[Record]]:
+    head = list(itertools.islice(records, PEEK_RECORDS))
+    return head, itertools.chain(head, records)
+
+
+class Job:
+    """Everything one run holds open, so stages can be tested and closed in one place."""
+
+    def __init__(self, config: RunConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or MonotonicClock()
+        self.rng = random.Random()
+        self.policy = RetryPolicy(max_attempts=config.max_attempts)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.s3: S3 | None = None  # when the input or an output is in S3
+        self.remote: RemoteInput | None = None  # an S3 input, once its object was read
+
+    async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
+        config = self.config
+        mapping = config.mapping
+        # Every name that may set a field: the (renamed) columns and the job file's tables.
+        header = {
+            mapping.target(c)
+            for c in source.header or ()
+            if c not in mapping.ignored and c != config.case_id_column
+        }
+        header |= mapping.value_maps.keys() | mapping.constants.keys()
+        folded = {column.strip().casefold() for column in header}
+        is_csv = source.header is not None
+
+        def wanted(field: Field) -> bool:  # JSONL keys are unknown up front: load them all
+            named = field.field_id in header or field.name.strip().casefold() in folded
+            return not is_csv or named
+
+        fields = await load_fields(
+            api, wanted_options=wanted, clock=self.clock, policy=self.policy, rng=self.rng
+        )
+        encoding: DateTimeEncoding | None = None
+        uses_datetime = any(
+            f.type is FieldType.DATETIME and f.field_id not in READ_ONLY_FIELD_IDS and wanted(f)
+            for f in fields
+        )
+        if config.datetime_encoding != "auto":
+            encoding = DateTimeEncoding(config.datetime_encoding)
+        elif uses_datetime:
+            case_ids = [
+                str(r.values.get(config.case_id_column))
+                for r in head
+                if r.values and r.values.get(config.case_id_column)
+            ]
+            encoding, how = await detect_encoding(
+                api, case_ids, clock=self.clock, policy=self.policy, rng=self.rng
+            )
+            if encoding is None:
+                # Failing every DateTime row would record them as failed for good: stop first.
+                raise ConfigError(
+                    "--datetime-encoding",
+                    f"the input sets DateTime fields but the wire encoding could not be "
+                    f"detected ({how}); pass --datetime-encoding iso8601 or epoch-millis",
+                )
+            log.info("datetime_encoding_detected", encoding=encoding.value, evidence=how)
+        return Schema(fields, encoding, blank_policy=BlankPolicy(config.blank.value))
+
+    @asynccontextmanager
+    async def connect(
+        self, source: Source, head: list[Record]
+    ) -> AsyncIterator[tuple[CasesApi, ColumnMap]]:
+        """The Connect Cases client and the input's columns resolved against the domain.
+
+        Raises CallError when the domain cannot be read (systemic: exit 3), HeaderError when a
+        CSV column names no field (exit 2). Sends no update.
+        """
+        config = self.config
+        async with open_cases(
+            domain_id=config.domain_id,
+            endpoint_url=config.endpoint_url,
+            region=config.region,
+            profile=config.profile,
+            max_connections=config.concurrency,
+        ) as api:
+            schema = await self.schema(api, source, head)
+            yield api, self.columns(schema, source)
+
+    def columns(self, schema: Schema, source: Source) -> ColumnMap:
+        config = self.config
+        try:
+            if source.header is not None:
+                header = [c for c in source.header if c not in CSV_ERROR_COLUMNS]
+                return schema.resolve_header(
+                    header, config.case_id_column, path=source.path, mapping=config.mapping
+                )
+            return schema.column_map(config.case_id_column, config.mapping)
+        except ConfigError as error:  # a [values] or [set] entry of the job file
+            raise ConfigError(
+                f"{config.job_file or 'job file'}: {error.key}", error.message
+            ) from None
+
+    def settings(self) -> EngineSettings:
+        config = self.config
+        rate_per_s, burst = config.rate, config.burst
+        if config.shard is not None:  # --rate and --burst are the whole job's: share them
+            rate_per_s, burst = config.shard.rate_share(rate_per_s, burst)
+        return EngineSettings(
+            concurrency=config.concurrency,
+            rate_per_s=rate_per_s,
+            burst=burst,
+            max_attempts=config.max_attempts,
+            grace_period_s=config.grace_period,
+            flush_interval_s=config.flush_interval,
+            performed_by=performed_by(config.performed_by),
+            shard=config.shard,
+        )

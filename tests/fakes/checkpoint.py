@@ -1,0 +1,158 @@
+"""The in-memory `CheckpointStore`: the Protocol's semantics in a few dicts, for engine tests.
+
+Holds state in this process only: no files, no network, no sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import anyio.lowlevel
+
+from bulkupdate.checkpoint.store import (
+    CheckpointError,
+    FingerprintMismatchError,
+    JobIdentity,
+    JobStatus,
+    ResumeState,
+    RunRecord,
+    RunState,
+    all_totals,
+    check_end_state,
+    check_resume_point,
+    fresh_outcomes,
+    summary_json,
+    utc_now,
+)
+from bulkupdate.models import Outcome, ResumePoint, RowStatus
+
+__all__ = ["MemoryCheckpointStore"]
+
+
+class MemoryCheckpointStore:
+    """The Protocol's semantics in a few dicts, for engine tests. State survives close/open of
+    the same instance; a run left open at close() shows as crashed, like a killed process."""
+
+    __slots__ = (
+        "_counters",
+        "_created_at",
+        "_is_open",
+        "_job",
+        "_now",
+        "_outcomes",
+        "_resume_point",
+        "_runs",
+        "_totals",
+        "_updated_at",
+    )
+
+    def __init__(self, *, now: Callable[[], datetime] = utc_now) -> None:
+        self._now = now
+        self._is_open = False
+        self._job: JobIdentity | None = None
+        self._resume_point = ResumePoint()
+        self._outcomes: dict[
+            int, Outcome
+        ] = {}  # failed rows, and done rows at/after the resume point
+        self._totals: dict[RowStatus, int] = all_totals({})
+        self._counters: dict[str, int] = {}
+        self._runs: list[RunRecord] = []
+        self._created_at = self._updated_at = now()
+
+    async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
+        await anyio.lowlevel.checkpoint()
+        if self._is_open:
+            raise RuntimeError("checkpoint store is already open")
+        if self._job is not None and self._job != job and not restart:
+            raise FingerprintMismatchError("memory", self._job, job)
+        if self._job is None or restart:
+            self._job = job
+            self._resume_point = ResumePoint()
+            self._outcomes = {}
+            self._totals = all_totals({})
+            self._counters = {}
+            self._runs = []
+            self._created_at = self._updated_at = self._now()
+        self._runs = [
+            replace(run, state=RunState.CRASHED) if run.state is RunState.RUNNING else run
+            for run in self._runs
+        ]
+        run = RunRecord(len(self._runs) + 1, RunState.RUNNING, os.getpid(), self._now(), None, {})
+        self._runs.append(run)
+        self._is_open = True
+        return ResumeState(
+            resume_point=self._resume_point,
+            resolved_offsets=frozenset(o for o in self._outcomes if o >= self._resume_point.offset),
+            totals=dict(self._totals),
+            counters=dict(self._counters),
+            runs=len(self._runs),
+        )
+
+    async def commit(
+        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        check_resume_point(self._resume_point, resume_point)
+        for outcome in fresh_outcomes(outcomes, self._resume_point.offset):
+            if outcome.offset not in self._outcomes:
+                self._outcomes[outcome.offset] = outcome
+                self._totals[outcome.status] += 1
+        self._outcomes = {
+            offset: outcome
+            for offset, outcome in self._outcomes.items()
+            if outcome.status != RowStatus.DONE or offset >= resume_point.offset
+        }
+        self._resume_point = resume_point
+        self._counters.update(counters)
+        self._updated_at = self._now()
+
+    async def failed_rows(self) -> AsyncIterator[Outcome]:
+        await anyio.lowlevel.checkpoint()
+        if self._job is None:
+            raise CheckpointError("memory", "holds no job yet")
+        failed = [o for o in self._outcomes.values() if o.status == RowStatus.FAILED]
+        for outcome in sorted(failed, key=lambda o: o.offset):
+            yield outcome
+
+    async def status(self) -> JobStatus:
+        await anyio.lowlevel.checkpoint()
+        if self._job is None:
+            raise CheckpointError("memory", "holds no job yet")
+        last_run = self._runs[-1] if self._runs else None
+        if last_run is not None and last_run.state is RunState.RUNNING and not self._is_open:
+            last_run = replace(last_run, state=RunState.CRASHED)
+        return JobStatus(
+            job=self._job,
+            resume_point=self._resume_point,
+            totals=dict(self._totals),
+            counters=dict(self._counters),
+            runs=len(self._runs),
+            last_run=last_run,
+            created_at=self._created_at,
+            updated_at=self._updated_at,
+        )
+
+    async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
+        await anyio.lowlevel.checkpoint()
+        state = check_end_state(end_state)
+        self._check_running()
+        run = self._runs[-1]
+        self._runs[-1] = replace(
+            run, state=state, ended_at=self._now(), summary=json.loads(summary_json(summary))
+        )
+
+    async def close(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._is_open = False
+
+    def _check_running(self) -> None:
+        if not self._is_open:
+            raise RuntimeError("checkpoint store is not open")
+        if self._runs[-1].state is not RunState.RUNNING:
+            raise RuntimeError(f"run already ended as {self._runs[-1].state}")
