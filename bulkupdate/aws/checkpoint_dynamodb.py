@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import math
 import os
 import socket
 import time
@@ -62,6 +63,10 @@ __all__ = ["DYNAMODB", "DynamoDbCheckpointStore", "shard_statuses"]
 
 log = structlog.get_logger("bulkupdate")
 WHOLE_JOB = Shard(0, 1)  # the one shard of an unsharded job
+# A run stops sending this long before its lease ends, for the difference between its clock
+# and a successor's (which judges the lease by its own wall clock).
+LEASE_CLOCK_MARGIN_S = 1.0
+LEASE_CLOCK_SHARE = 0.1
 
 
 def _token() -> str:
@@ -81,6 +86,7 @@ class DynamoDbCheckpointStore:
     __slots__ = (
         "_create_table",
         "_heartbeat",
+        "_lease_from_s",
         "_lease_s",
         "_lease_written_s",
         "_lock",
@@ -125,10 +131,21 @@ class DynamoDbCheckpointStore:
         self._refusal: tuple[CheckpointError, bool] | None = None  # (error, finish_run too)
         self._heartbeat: asyncio.Task[None] | None = None
         self._lease_written_s = 0.0  # time.monotonic() of the last write that renewed the lease
+        # time.monotonic() just before the lease that write set was computed: it ends lease_s on.
+        self._lease_from_s = -math.inf
 
     @property
     def location(self) -> str:
         return self._table.location
+
+    def hold_left_s(self) -> float:
+        """The lease this run last wrote, less a margin for the clocks of two containers
+        (another run compares the stored expiry with its own wall clock)."""
+        if self._meta is None:
+            return 0.0
+        margin_s = max(LEASE_CLOCK_MARGIN_S, LEASE_CLOCK_SHARE * self._lease_s)
+        left_s = self._lease_from_s + self._lease_s - margin_s - time.monotonic()
+        return max(0.0, left_s)
 
     async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
         if self._meta is not None:
@@ -160,8 +177,11 @@ class DynamoDbCheckpointStore:
                 if outcome.offset not in meta.resolved
             ]
             merged = {**meta.counters, **counters}
-            if not fresh and resume_point == meta.resume_point and merged == meta.counters:
+            unchanged = not fresh and resume_point == meta.resume_point and merged == meta.counters
+            if unchanged and self.hold_left_s() > self._lease_s / 3:
                 return  # nothing new: no write, no cost (the heartbeat keeps the lease)
+            # A lease about to lapse is renewed here too, or found lost: a run frozen past it
+            # learns at its next commit that it may send no more.
             chunks = plan_chunks(fresh)
             for cut in (cut for chunk in chunks for cut in chunk.truncated):
                 log.warning("checkpoint_row_truncated", **asdict(cut))
@@ -235,7 +255,7 @@ class DynamoDbCheckpointStore:
 
     async def _start_run(self, job: JobIdentity, restart: bool) -> MetaItem:
         for _ in range(3):  # another run may write between our read and our write
-            now = self._now()
+            now, from_s = self._now(), time.monotonic()
             item = await self._table.get(self._pk, f"meta#{self._shard}")
             stored = MetaItem.from_item(item, self.location) if item is not None else None
             if stored is not None and stored.leased(now) and stored.lease_owner != self._owner:
@@ -265,7 +285,7 @@ class DynamoDbCheckpointStore:
             except ConditionFailedError:
                 continue
             self._meta, self._run_ended = meta, False
-            self._lease_written_s = time.monotonic()
+            self._lease_written_s, self._lease_from_s = time.monotonic(), from_s
             if fresh:
                 await self._forget_other_generations(meta.gen)
             return meta
@@ -314,6 +334,7 @@ class DynamoDbCheckpointStore:
         pages: Sequence[tuple[int, bytes]] = (),
     ) -> None:
         """Write the next version: one conditional request, which also renews the lease."""
+        from_s = time.monotonic()  # `now` was read just before this, with no wait in between
         before = self._meta
         assert before is not None
         meta = replace(
@@ -345,7 +366,7 @@ class DynamoDbCheckpointStore:
             self._unsettled = (meta.token, meta)  # sent, maybe applied: look before going on
             raise
         self._meta = meta
-        self._lease_written_s = time.monotonic()
+        self._lease_written_s, self._lease_from_s = time.monotonic(), from_s
 
     async def _settle_conflict(self, token: str) -> None:
         """A write's condition failed: an earlier attempt of it landed, or someone else wrote."""
@@ -377,7 +398,7 @@ class DynamoDbCheckpointStore:
                     return
                 if time.monotonic() - self._lease_written_s < interval_s:
                     continue  # a commit renewed it
-                until = self._now().timestamp() + self._lease_s
+                until, from_s = self._now().timestamp() + self._lease_s, time.monotonic()
                 try:
                     await self._table.call(
                         "update_item",
@@ -392,12 +413,13 @@ class DynamoDbCheckpointStore:
                     )
                 except ConditionFailedError:
                     log.error("checkpoint_lease_lost", checkpoint=self.location)
+                    self._lease_from_s = -math.inf  # send nothing more
                     return  # the next write stops the run
                 except CheckpointError as error:
                     log.warning("checkpoint_lease_renewal_failed", error=error.message)
                     continue
                 self._meta = replace(meta, lease_until=until)
-                self._lease_written_s = time.monotonic()
+                self._lease_written_s, self._lease_from_s = time.monotonic(), from_s
 
     def _heartbeat_ended(self, task: asyncio.Task[None]) -> None:
         """A heartbeat that died of an error lets the lease lapse while the run goes on, and a

@@ -7,6 +7,7 @@ worker thread, one at a time. Never reads the input, never touches the network.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -118,6 +119,10 @@ class SqliteCheckpointStore:
     @property
     def path(self) -> Path:
         return self._path
+
+    def hold_left_s(self) -> float:
+        """The run lock is the kernel's for as long as this process lives."""
+        return math.inf if self._run_lock.held else 0.0
 
     async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
         if self._run_lock.held:

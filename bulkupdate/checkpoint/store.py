@@ -152,6 +152,13 @@ class CheckpointStore(Protocol):
         """The job's progress; works without `open` and never starts a run."""
         ...
 
+    def hold_left_s(self) -> float:
+        """How long this run surely still holds the checkpoint, in seconds: `math.inf` for a
+        store held as long as its process lives, 0.0 once the hold may have lapsed (a shared
+        store's lease not renewed in time). The engine sends nothing while it is 0: another
+        run may have taken the job over."""
+        ...
+
     async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
         """End the open run as one of END_STATES with a JSON-able summary."""
         ...

@@ -304,13 +304,14 @@ class Engine:
     async def _process(self, row: Row) -> bool:
         """Send until the row is resolved (True) or the run stops first (False)."""
         while not self._stopping:
-            while self._commit_failing and not self._stopping:
-                # Until outcomes are recorded again, a new send would only grow what a crash
-                # sends twice: wait for the next commit (or the abort after MAX_FAILED_COMMITS).
+            if not self._may_send():
                 await self._clock.sleep(SLOT_CHECK_S)
+                continue
             sent_s = await self.gate.pass_(self._stopped)
             if sent_s is None:
                 return False
+            if not self._may_send():
+                continue  # that changed while it waited for its slot: the slot is spent
             answer = await self._send(row, sent_s)
             if answer is None:
                 return True
@@ -324,6 +325,13 @@ class Engine:
 
     def _stopped(self) -> bool:
         return self._stopping
+
+    def _may_send(self) -> bool:
+        """Whether a call may go now. Not while outcomes cannot be recorded (a new send would
+        only grow what a crash sends twice: wait for the next commit, or the abort after
+        MAX_FAILED_COMMITS), nor while this run's hold on the checkpoint may have lapsed
+        (another run may have taken the job over)."""
+        return not self._commit_failing and self._store.hold_left_s() > 0.0
 
     async def _pause(self, delay_s: float) -> None:
         """Sleep a retry delay, waking early enough to see a stop."""

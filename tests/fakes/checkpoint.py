@@ -6,6 +6,7 @@ Holds state in this process only: no files, no network, no sleeping.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -63,6 +64,9 @@ class MemoryCheckpointStore:
         self._counters: dict[str, int] = {}
         self._runs: list[RunRecord] = []
         self._created_at = self._updated_at = now()
+
+    def hold_left_s(self) -> float:
+        return math.inf if self._is_open else 0.0
 
     async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
         await anyio.lowlevel.checkpoint()

@@ -6,6 +6,7 @@ killed and replaced."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import anyio
 import pytest
 
 from bulkupdate.emulator import FaultConfig, Quota, no_quotas
-from bulkupdate.exits import EXIT_OK, EXIT_USAGE
+from bulkupdate.exits import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
 from tests.functional.runner import fast_run_flags, run_cli
 from tests.functional.test_run_resume import (
     Job,
@@ -149,3 +150,29 @@ async def test_three_shards_on_s3_and_dynamodb_one_replaced_apply_every_row_in_o
     shards = (await status_of(moto, table, "orders"))["shards"]
     assert [s["shard"] for s in shards] == ["shard-0-of-3", "shard-1-of-3", "shard-2-of-3"]
     assert sum(s["applied"] for s in shards) == len(rows)
+
+
+async def test_a_run_frozen_past_its_lease_sends_nothing_once_a_successor_took_over(
+    moto: str, tmp_path: Path
+) -> None:
+    rows = make_rows(400, 20, seed=44)
+    table = table_name(tmp_path)
+    quotas = {**no_quotas(), "UpdateCase": Quota(40.0, 4)}
+    async with emulator(20, quotas=quotas) as emu:
+        lease = aws_env(moto, BULKUPDATE_CHECKPOINT_LEASE="4")
+        job = Job(tmp_path, emu.url, rows, env=lease)
+        argv = job.argv("--rate", "40", "--burst", "4")
+        argv[argv.index("--checkpoint") + 1] = f"dynamodb://{table}"
+        async with child(argv, job.environment(), tmp_path) as frozen:
+            await wait_until(lambda: len(emu.service.updates) >= 60, "some rows applied")
+            frozen.send(signal.SIGSTOP)  # a container paused past its lease
+            await anyio.sleep(0.5)  # its calls in flight land
+            async with child(argv, job.environment(), tmp_path) as successor:
+                done = await successor.wait(120)
+            assert done.returncode == EXIT_OK, done.stderr
+            finished_at = len(emu.service.updates)
+            frozen.send(signal.SIGCONT)
+            woke = await frozen.wait(60)
+        assert len(emu.service.updates) == finished_at, "the frozen run sent nothing on waking"
+        assert woke.returncode == EXIT_ABORTED, woke.stderr
+        assert_final_state_is_last_row_per_case(emu, job)

@@ -256,3 +256,74 @@ async def test_commits_that_keep_failing_abort_the_run_with_nothing_lost() -> No
     assert events.count("checkpoint_commit_failed") >= 4
     status = await store.status()
     assert_nothing_lost(store, 400, status.resume_point.offset)
+
+
+class WatchedStore(FlakyStore):
+    """Knows whether its last commit failed, and whether its hold has lapsed."""
+
+    def __init__(self, failing: Callable[[int], bool]) -> None:
+        super().__init__(failing)
+        self.failing_now = False
+        self.hold_s = float("inf")
+
+    async def commit(self, outcomes: Sequence[Outcome], *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().commit(outcomes, *args, **kwargs)
+        except OSError:
+            self.failing_now = True
+            raise
+        self.failing_now = False
+
+    def hold_left_s(self) -> float:
+        return self.hold_s if super().hold_left_s() > 0 else 0.0
+
+
+class NotingFake(FakeCasesApi):
+    """Counts the calls sent while the store could not record or had lost its hold."""
+
+    def __init__(self, cases: Sequence[str], store: WatchedStore) -> None:
+        super().__init__(FIELDS, cases)
+        self.store = store
+        self.sent_while_failing = 0
+        self.sent_without_hold = 0
+
+    async def update_case(self, *args: Any, **kwargs: Any) -> None:
+        self.sent_while_failing += self.store.failing_now
+        self.sent_without_hold += self.store.hold_left_s() <= 0
+        await super().update_case(*args, **kwargs)
+
+
+async def test_workers_waiting_for_the_gate_send_nothing_once_a_commit_has_failed() -> None:
+    store = WatchedStore(lambda number: 4 <= number <= 6)  # three in a row: no abort yet
+    await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
+    api = NotingFake([f"C-{i}" for i in range(40)], store)
+    engine = build_engine(api, store, 40, rate_per_s=20.0, burst=1, flush_interval_s=0.1)
+    with anyio.fail_after(20):
+        result = await engine.run()
+    assert result.end is RunEnd.FINISHED
+    assert store.commits >= 7, "the failing commits happened during the run"
+    assert api.sent_while_failing == 0
+    assert len(api.applied) == 40
+
+
+async def test_nothing_is_sent_while_the_checkpoint_hold_may_have_lapsed() -> None:
+    store = WatchedStore(lambda number: False)
+    await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
+    api = NotingFake([f"C-{i}" for i in range(30)], store)
+    engine = build_engine(api, store, 30, rate_per_s=40.0, burst=1)
+
+    async def lapse_then_renew() -> None:
+        await anyio.sleep(0.2)
+        store.hold_s = 0.0  # e.g. a container frozen past its lease
+        await anyio.sleep(0.5)
+        sent = len(api.applied)
+        store.hold_s = 30.0  # renewed
+        assert sent == len(api.applied)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lapse_then_renew)
+        with anyio.fail_after(20):
+            result = await engine.run()
+    assert result.end is RunEnd.FINISHED
+    assert api.sent_without_hold == 0
+    assert len(api.applied) == 30
