@@ -41,6 +41,9 @@ RUN_FLAGS = (
     "delimiter",
     "datetime_encoding",
     "grace_period",
+    "call_timeout",
+    "settle_period",
+    "outage_timeout",
     "dry_run",
     "restart",
     "state_dir",
@@ -91,6 +94,21 @@ def add_run_parser(commands: Any) -> None:
     pacing.add_argument("--concurrency", type=int, help="calls in flight at most (default 16)")
     pacing.add_argument("--max-attempts", type=int, help="per row for 5xx/timeouts (default 8)")
     pacing.add_argument("--grace-period", type=float, help="seconds to drain on SIGTERM (10)")
+    pacing.add_argument(
+        "--call-timeout", type=float, help="seconds to wait for one UpdateCase answer (30)"
+    )
+    pacing.add_argument(
+        "--settle-period",
+        type=float,
+        help="seconds after a call whose answer never came before its case is sent again, "
+        "as it may still be applied until then (120; longer than --call-timeout)",
+    )
+    pacing.add_argument(
+        "--outage-timeout",
+        type=float,
+        help="seconds of service outage (every call failing with 5xx, timeouts or refused "
+        "connections) before the run stops, resumable; no row is failed for it (300)",
+    )
     pacing.add_argument(
         "--shard",
         metavar="INDEX/COUNT",

@@ -25,6 +25,12 @@ class Blank(StrEnum):
     CLEAR = "clear"  # a blank cell clears the field (emptyValue)
 
 
+CALL_TIMEOUT_S = 30.0
+# AWS does not say how long a request can live inside the service after the client stopped
+# waiting; four times the call timeout leaves a wide margin over the front ends' own limits.
+SETTLE_PERIOD_S = 120.0
+
+
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     input: str
@@ -50,6 +56,11 @@ class RunConfig:
     delimiter: str = ","
     datetime_encoding: str = "auto"  # auto | iso8601 | epoch-millis
     grace_period: float = 10.0  # seconds to finish in-flight calls after SIGTERM/SIGINT
+    call_timeout: float = CALL_TIMEOUT_S  # seconds to wait for one UpdateCase answer
+    # Seconds after sending a call whose answer never came (timeout, broken connection, a run
+    # that ended) before its case gets another call: it may still land until then.
+    settle_period: float = SETTLE_PERIOD_S
+    outage_timeout: float = 300.0  # seconds of outage (no call succeeding) before stopping
     flush_interval: float = 0.25  # seconds between checkpoint commits
     dry_run: bool = False
     restart: bool = False
@@ -128,6 +139,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "delimiter": _delimiter,
     "datetime_encoding": _choice("auto", "iso8601", "epoch-millis"),
     "grace_period": _positive_float,
+    "call_timeout": _positive_float,
+    "settle_period": _positive_float,
+    "outage_timeout": _positive_float,
     "flush_interval": _positive_float,
     "dry_run": _flag,
     "restart": _flag,
@@ -193,6 +207,14 @@ def resolve(
         location = str(merged.get(key) or "")
         if location.startswith("s3://") and not _is_s3_object(location):
             raise ConfigError("--" + key, f"{location!r} is not an s3://BUCKET/KEY URL")
+    settle_s = merged.get("settle_period", SETTLE_PERIOD_S)
+    call_s = merged.get("call_timeout", CALL_TIMEOUT_S)
+    if settle_s <= call_s:
+        raise ConfigError(
+            "--settle-period",
+            f"{settle_s:g} s must be longer than --call-timeout ({call_s:g} s): a call the "
+            "client gave up on may still be applied until then",
+        )
     if merged.get("shard"):
         try:
             merged["shard"] = parse_shard(merged["shard"], env or {})

@@ -60,6 +60,10 @@ class ErrorKind(StrEnum):
 
 
 class CallError(BulkUpdateError):
+    """`outcome_unknown`: the request may have reached the service and may still be applied
+    (the client gave up waiting, or the connection broke after sending), as opposed to an
+    answer (any status) or a request that never left (connection refused)."""
+
     def __init__(
         self,
         kind: ErrorKind,
@@ -67,9 +71,11 @@ class CallError(BulkUpdateError):
         message: str,
         *,
         retry_after_s: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.kind = kind
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+        self.outcome_unknown = outcome_unknown

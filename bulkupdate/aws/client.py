@@ -64,14 +64,29 @@ def classify(error: BaseException) -> CallError:
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         return CallError(ErrorKind.SYSTEMIC, "NoCredentials", str(error))
     if isinstance(error, BotoConnectionError | HTTPClientError | aiohttp.ClientError):
-        return CallError(ErrorKind.TRANSIENT, type(error).__name__, str(error))
+        unknown = not _never_sent(error)
+        return CallError(
+            ErrorKind.TRANSIENT, type(error).__name__, str(error), outcome_unknown=unknown
+        )
     if isinstance(error, asyncio.TimeoutError | OSError):
-        return CallError(ErrorKind.TRANSIENT, type(error).__name__, str(error) or "timed out")
+        message = str(error) or "timed out"
+        unknown = not _never_sent(error)
+        return CallError(
+            ErrorKind.TRANSIENT, type(error).__name__, message, outcome_unknown=unknown
+        )
     if isinstance(error, BotoCoreError):
         return CallError(ErrorKind.SYSTEMIC, type(error).__name__, str(error))
     # Anything else is unexpected: stop the run (resumable) rather than fail rows on a guess.
     log.exception("unexpected_call_error")
     return CallError(ErrorKind.SYSTEMIC, f"Unexpected{type(error).__name__}", str(error))
+
+
+def _never_sent(error: BaseException) -> bool:
+    """A connection that was never made (refused, unreachable, TLS or proxy failure, connect
+    timeout): the request did not reach the service. Anything else that broke after connecting
+    (read timeout, connection closed mid-call) may still be applied by the service."""
+    never = BotoConnectionError | aiohttp.ClientConnectorError | ConnectionRefusedError
+    return isinstance(error, never)
 
 
 def _classify_client_error(error: ClientError) -> CallError:

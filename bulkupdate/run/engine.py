@@ -7,9 +7,10 @@ Orchestration only: never imports aiobotocore; time and sleep come from the inje
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -25,15 +26,20 @@ from bulkupdate.fields.schema import ColumnMap
 from bulkupdate.input.sources import Record
 from bulkupdate.models import Outcome, ResumePoint, RowStatus, Shard
 from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
+from bulkupdate.pacing.outage import OutageRule, OutageWatch
 from bulkupdate.pacing.retry import GiveUp, RetryPolicy
 from bulkupdate.report.stats import RunStats
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.ordering import CaseLanes, Frontier
+from bulkupdate.run.settle import ResumeHold, SettleHolds
 
 READ_CHUNK = 256  # records parsed per trip to the reader thread
 # Checkpoint commits failing this many times in a row stop the run: sending on without
 # recording would only grow what a crash re-sends.
 MAX_FAILED_COMMITS = 4
+# The counter that records how far rows may have been sent: every record before this offset.
+# A run that follows one that may have left calls unsettled holds those rows' cases.
+DISPATCHED_TO = "dispatched_to_offset"
 
 
 class RunEnd(StrEnum):
@@ -53,6 +59,10 @@ class EngineSettings:
     performed_by: dict[str, str] | None = None
     max_pending_rows: int = 0  # read-ahead cap; 0 = derived from concurrency
     shard: Shard | None = None  # apply only the rows of this shard's cases
+    # A call whose outcome is unknown may land this long after it was sent: its case waits.
+    settle_period_s: float = 120.0
+    outage_timeout_s: float = 300.0  # an outage this long stops the run (rows stay pending)
+    outage_rule: OutageRule = field(default_factory=OutageRule)
 
 
 class _Skip(Enum):
@@ -63,11 +73,12 @@ class _Skip(Enum):
 
 
 class _Next(Enum):
-    """What a worker does after a failed call."""
+    """What becomes of a row after a failed call, or after its turn with a worker."""
 
     RETRY = "retry"  # sleep the delay, then pass the gate again
-    RESOLVED = "resolved"  # the row failed for good; its case's next row may go
+    RESOLVED = "resolved"  # the row is done or failed for good; its case's next row may go
     STOP = "stop"  # the run is stopping: the row stays pending
+    HOLD = "hold"  # its last call may still land: it waits off the workers, its case too
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,10 @@ class RunResult:
     elapsed_s: float
     resume_point: ResumePoint
     abort: CallError | None = None
+    # Calls that may still land after the run (abandoned in flight, or held rows): their
+    # cases, and until when (the Clock's time) a next run must hold them.
+    unsettled_cases: tuple[str, ...] = ()
+    settle_until_s: float | None = None
 
 
 Progress = Callable[[str, Mapping[str, Any]], None]
@@ -96,6 +111,7 @@ class Engine:
         resolved_offsets: frozenset[int] = frozenset(),
         on_event: Progress | None = None,
         rng: random.Random | None = None,
+        resume_hold: ResumeHold | None = None,
     ) -> None:
         self._settings = settings
         self._api = api
@@ -123,6 +139,17 @@ class Engine:
         self._finished = False  # run() has returned or is flushing for the last time
         self._in_flight = 0
         self._commit_failing = False  # the last checkpoint commit failed: send nothing new
+        self._failed_commits = 0  # in a row
+        # Rows may be sent only below an offset a commit has recorded (see DISPATCHED_TO).
+        self._dispatch_limit = 0
+        self._limit_wanted = 0
+        self._resume_hold = resume_hold
+        self._holds = SettleHolds(clock)
+        self._fail_after_hold: dict[int, Outcome] = {}  # offset -> its failure, once settled
+        self._failing_since: dict[int, float] = {}  # offset -> send time of its first 5xx
+        self._abandoned: list[tuple[str, float]] = []  # (case, settled by) of cancelled calls
+        self._outage = OutageWatch(clock.now_s(), settings.outage_rule)
+        self._send_stream: MemoryObjectSendStream[Row] | None = None
         self._reading: anyio.CancelScope | None = None  # cancelled by any stop
         self._working: anyio.CancelScope | None = None  # cancelled only by a forced stop
         self._outer: TaskGroup | None = None
@@ -172,6 +199,8 @@ class Engine:
                 self._outer = outer
                 outer.start_soon(self._flush_every_interval)
                 send, receive = anyio.create_memory_object_stream[Row](self._settings.concurrency)
+                self._send_stream = send
+                outer.start_soon(self._holds.release, self._hand_back, self._stopped)
                 async with anyio.create_task_group() as workers:
                     self._working = workers.cancel_scope
                     workers.start_soon(self._read_until_stopped, send)
@@ -192,13 +221,31 @@ class Engine:
                     if self._abort is None:
                         code = type(error).__name__
                         self._abort = CallError(ErrorKind.SYSTEMIC, code, str(error))
+        cases, until_s = self._unsettled()
         return RunResult(
             self._end,
             self.stats,
             self._clock.now_s() - started_s,
             self._frontier.resume_point(),
             self._abort,
+            cases,
+            until_s,
         )
+
+    def _unsettled(self) -> tuple[tuple[str, ...], float | None]:
+        """Cases whose last call may still land after this run (held, or abandoned in
+        flight), and until when."""
+        cases = {case for case, _ in self._abandoned} | set(self._holds.held_cases())
+        untils = [until_s for _, until_s in self._abandoned]
+        if (held_until_s := self._holds.latest_s()) is not None:
+            untils.append(held_until_s)
+        return tuple(sorted(cases)), max(untils, default=None)
+
+    async def _hand_back(self, row: Row) -> None:
+        """A held row's time has come: to the workers again, its case's lane still taken."""
+        assert self._send_stream is not None
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self._send_stream.send(row)  # closed only when stopping: it stays pending
 
     async def _read_until_stopped(self, send: MemoryObjectSendStream[Row]) -> None:
         with anyio.CancelScope() as reading:
@@ -217,14 +264,17 @@ class Engine:
         self.request_stop(RunEnd.ABORTED)
 
     async def _read(self, send: MemoryObjectSendStream[Row]) -> None:
-        frontier, stats = self._frontier, self.stats
+        frontier, stats, holds = self._frontier, self.stats, self._holds
         async with send:  # closing it ends the workers' receive loops
             while True:
-                while frontier.pending >= self._max_pending:
+                # Held rows wait off the read-ahead: other cases go on meanwhile.
+                while frontier.pending - holds.held >= self._max_pending:
                     self._room = anyio.Event()
                     await self._room.wait()
                 chunk = await anyio.to_thread.run_sync(self._next_chunk, abandon_on_cancel=True)
                 if not chunk or self._stopping:  # a stop while the thread parsed: drop it
+                    break
+                if not await self._may_dispatch(chunk):
                     return
                 for record, item in chunk:
                     end = ResumePoint(record.end_offset, record.next_line)
@@ -242,6 +292,8 @@ class Engine:
                         self._resolve(item)  # no case: no order to keep
                     elif self._lanes.admit(item.case_id, item):
                         if isinstance(item, Row):
+                            if self._held_over(item):
+                                continue
                             try:
                                 send.send_nowait(item)  # no scheduling round trip when room
                             except anyio.WouldBlock:
@@ -249,6 +301,36 @@ class Engine:
                         else:  # resolved locally; its case was idle, so nothing waits on it
                             self._resolve(item)
                             self._lanes.release(item.case_id)
+            # The input is read. Rows in flight may still go on hold and come back: the
+            # workers need the stream until every row read is resolved (or the run stops).
+            while frontier.pending and not self._stopping:
+                self._room = anyio.Event()
+                await self._room.wait()
+
+    async def _may_dispatch(self, chunk: list[tuple[Record, Row | Outcome | _Skip]]) -> bool:
+        """Record that the chunk's rows may be sent before any of them is (see DISPATCHED_TO).
+        False when the run stops first."""
+        if not any(isinstance(item, Row) for _, item in chunk):
+            return True
+        self._limit_wanted = max(self._limit_wanted, chunk[-1][0].end_offset)
+        while self._dispatch_limit < self._limit_wanted:
+            if self._stopping:
+                return False
+            if not await self._try_flush():
+                await self._clock.sleep(self._settings.flush_interval_s)
+        return True
+
+    def _held_over(self, row: Row) -> bool:
+        """A row the last run may have sent without the answer reaching it: its case waits
+        until that call surely cannot land any more."""
+        hold = self._resume_hold
+        if hold is None or not hold.holds(row.offset, row.case_id):
+            return False
+        if self._clock.now_s() >= hold.until_s:
+            self._resume_hold = None  # the last run's calls have all settled
+            return False
+        self._holds.hold(row, hold.until_s)
+        return True
 
     def _next_chunk(self) -> list[tuple[Record, Row | Outcome | _Skip]]:
         """In a worker thread: parse and coerce up to READ_CHUNK records, or say why one is
@@ -295,33 +377,40 @@ class Engine:
                 item: Row | Outcome | None = first
                 while item is not None:
                     if isinstance(item, Row):
-                        if not await self._process(item):
+                        step = await self._process(item)
+                        if step is _Next.STOP:
                             return  # stopping: the row stays pending
+                        if step is _Next.HOLD:
+                            break  # held: its case's lane stays taken until it comes back
                     else:  # resolved locally, parked behind an earlier row of its case
                         self._resolve(item)
                     item = self._lanes.release(item.case_id)
 
-    async def _process(self, row: Row) -> bool:
-        """Send until the row is resolved (True) or the run stops first (False)."""
+    async def _process(self, row: Row) -> _Next:
+        """Send until the row is resolved, put on hold, or the run stops first."""
+        settled = self._fail_after_hold.pop(row.offset, None)
+        if settled is not None:  # it gave up; its last call has surely landed or died now
+            self._resolve(settled)
+            return _Next.RESOLVED
+        outage = self._outage
         while not self._stopping:
-            if not self._may_send():
+            if not self._may_send() or not outage.may_send(self._clock.now_s()):
                 await self._clock.sleep(SLOT_CHECK_S)
                 continue
             sent_s = await self.gate.pass_(self._stopped)
-            if sent_s is None:
-                return False
-            if not self._may_send():
+            if sent_s is None or not self._may_send():
+                outage.not_sent()
+                if sent_s is None:
+                    return _Next.STOP
                 continue  # that changed while it waited for its slot: the slot is spent
             answer = await self._send(row, sent_s)
             if answer is None:
-                return True
+                return _Next.RESOLVED
             step, delay_s = self._after_failure(row, answer, sent_s)
-            if step is _Next.RESOLVED:
-                return True
-            if step is _Next.STOP:
-                return False
+            if step is not _Next.RETRY:
+                return step
             await self._pause(delay_s)
-        return False
+        return _Next.STOP
 
     def _stopped(self) -> bool:
         return self._stopping
@@ -346,7 +435,7 @@ class Engine:
         """One UpdateCase call: None when accepted (the row is resolved), else the refusal.
 
         A stop lets it finish within the grace period; a forced stop cancels it, so the service
-        may or may not have applied it and the row stays pending.
+        may or may not have applied it and the row stays pending (its case held next run).
         """
         stats = self.stats
         row.attempts += 1
@@ -359,17 +448,24 @@ class Engine:
         except CallError as error:
             stats.record_latency(self._clock.now_s() - sent_s)
             return error
+        except BaseException:  # cancelled in flight: the service may still apply it
+            self._abandoned.append((row.case_id, sent_s + self._settings.settle_period_s))
+            raise
         finally:
             self._in_flight -= 1
         now_s = self._clock.now_s()
         stats.record_latency(now_s - sent_s)
         stats.record_accept(now_s)
         self.gate.accepted(sent_s)
+        self._service_up(now_s)
         self._resolve(row.outcome(RowStatus.DONE))
         return None
 
     def _after_failure(self, row: Row, error: CallError, sent_s: float) -> tuple[_Next, float]:
         kind = error.kind
+        now_s = self._clock.now_s()
+        if kind is not ErrorKind.TRANSIENT:
+            self._service_up(now_s)  # it answered
         if kind is ErrorKind.SYSTEMIC:
             self._fail(error.code, error.message)
             self._abort = error
@@ -381,18 +477,66 @@ class Engine:
             self.gate.throttled(sent_s)
             attempt = row.throttles
         elif kind is ErrorKind.TRANSIENT:
+            failing_since_s = self._failing_since.setdefault(row.offset, sent_s)
+            if self._outage_failure(now_s):
+                row.transient_failures = 0  # an outage is not the row's fault: no attempt used
+                return self._after_unknown(row, error, sent_s) or (_Next.RETRY, 0.0)
             row.transient_failures += 1
             attempt = row.transient_failures
+            if attempt >= self._policy.max_attempts and not self._outage.up_since(failing_since_s):
+                # Nothing has succeeded since this row began failing: that is no sign of a
+                # bad row but of a service going down. Keep it; the outage rule takes over.
+                attempt = row.transient_failures = self._policy.max_attempts - 1
         else:
             attempt = 1
         decision = self._policy.decide(kind, attempt, error.retry_after_s, self._random.random())
         if isinstance(decision, GiveUp):
             code = decision.reason if kind is ErrorKind.TRANSIENT else error.code
-            self._resolve(row.outcome(RowStatus.FAILED, code, f"{error.code}: {error.message}"))
+            failed = row.outcome(RowStatus.FAILED, code, f"{error.code}: {error.message}")
+            if error.outcome_unknown:  # its case's next row waits until this call settled
+                self._fail_after_hold[row.offset] = failed
+                self._holds.hold(row, sent_s + self._settings.settle_period_s)
+                return _Next.HOLD, 0.0
+            self._resolve(failed)
             return _Next.RESOLVED, 0.0
-        return _Next.RETRY, decision.delay_s
+        return self._after_unknown(row, error, sent_s) or (_Next.RETRY, decision.delay_s)
+
+    def _after_unknown(
+        self, row: Row, error: CallError, sent_s: float
+    ) -> tuple[_Next, float] | None:
+        """A call that may still land: the retry, and every later row of the case, waits until
+        it surely cannot (the settle period from its send)."""
+        if not error.outcome_unknown:
+            return None
+        until_s = sent_s + self._settings.settle_period_s
+        self._on_event(
+            "call_outcome_unknown",
+            {
+                "case_id": row.case_id,
+                "row": row.line,
+                "code": error.code,
+                "hold_s": until_s - self._clock.now_s(),
+            },
+        )
+        self._holds.hold(row, until_s)
+        return _Next.HOLD, 0.0
+
+    def _service_up(self, now_s: float) -> None:
+        if self._outage.active:
+            self._on_event("outage_ended", {"lasted_s": round(self._outage.lasted_s(now_s), 3)})
+        self._outage.up(now_s)
+
+    def _outage_failure(self, now_s: float) -> bool:
+        """Count a transient failure; True while the service is out."""
+        began = not self._outage.active
+        out = self._outage.failed(now_s)
+        if out and began:
+            self._on_event("outage_started", {"timeout_s": self._settings.outage_timeout_s})
+        return out
 
     def _resolve(self, outcome: Outcome) -> None:
+        if self._failing_since:
+            self._failing_since.pop(outcome.offset, None)
         self._batch.append(outcome)
         self._frontier.resolve(outcome.offset)
         if outcome.status is RowStatus.FAILED:
@@ -406,22 +550,37 @@ class Engine:
     # -- checkpoint ----------------------------------------------------------------------
 
     async def _flush_every_interval(self) -> None:
-        failed = 0
         while True:
             await self._clock.sleep(self._settings.flush_interval_s)
-            try:
-                await self._flush()
-            except Exception as error:  # noqa: BLE001 - the batch is kept for the next try
-                self._commit_failing = True
-                failed += 1
-                message = f"{type(error).__name__}: {error}"
-                self._on_event("checkpoint_commit_failed", {"attempt": failed, "error": message})
-                if failed >= MAX_FAILED_COMMITS and not self._stopping:
-                    self._fail("CheckpointUnavailable", message)
-                continue
-            failed = 0
-            self._commit_failing = False
-            self._on_event("progress", self.progress())
+            self._check_outage()
+            if await self._try_flush():
+                self._on_event("progress", self.progress())
+
+    def _check_outage(self) -> None:
+        lasted_s = self._outage.lasted_s(self._clock.now_s())
+        if lasted_s > self._settings.outage_timeout_s and not self._stopping:
+            self._fail(
+                "ServiceUnavailable",
+                f"no UpdateCase call has succeeded for {lasted_s:.0f} s (every answer a 5xx, "
+                "a timeout or a refused connection); no row was failed for it",
+            )
+
+    async def _try_flush(self) -> bool:
+        """Commit, counting failures in a row: MAX_FAILED_COMMITS of them stop the run."""
+        try:
+            await self._flush()
+        except Exception as error:  # noqa: BLE001 - the batch is kept for the next try
+            self._commit_failing = True
+            self._failed_commits += 1
+            message = f"{type(error).__name__}: {error}"
+            event = {"attempt": self._failed_commits, "error": message}
+            self._on_event("checkpoint_commit_failed", event)
+            if self._failed_commits >= MAX_FAILED_COMMITS and not self._stopping:
+                self._fail("CheckpointUnavailable", message)
+            return False
+        self._failed_commits = 0
+        self._commit_failing = False
+        return True
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -429,14 +588,17 @@ class Engine:
             # its outcome in this batch or an earlier one, so a crash never skips a row.
             batch, self._batch = self._batch, []
             point = self._frontier.resume_point()
+            limit = self._limit_wanted
+            counters = {**self.stats.counters(), DISPATCHED_TO: limit}
             try:
                 with anyio.CancelScope(shield=True):
-                    await self._store.commit(batch, point, self.stats.counters())
+                    await self._store.commit(batch, point, counters)
             except BaseException:
                 # Not recorded: keep the outcomes for the final flush, or the next resume point
                 # would pass rows that no checkpoint holds.
                 self._batch[:0] = batch
                 raise
+            self._dispatch_limit = max(self._dispatch_limit, limit)
 
     def progress(self) -> dict[str, Any]:
         return {
@@ -445,4 +607,6 @@ class Engine:
             "in_flight": self._in_flight,
             "rate_per_s": round(self.gate.rate_per_s, 3),
             "resume_offset": self._frontier.resume_point().offset,
+            "held": self._holds.held,
+            "outage": self._outage.active,
         }

@@ -11,13 +11,21 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
 from bulkupdate.aws.s3 import is_s3, open_s3
-from bulkupdate.checkpoint.store import CheckpointStore, JobIdentity, ResumeState, RunState
+from bulkupdate.checkpoint.store import (
+    CheckpointError,
+    CheckpointStore,
+    JobIdentity,
+    JobStatus,
+    ResumeState,
+    RunState,
+)
 from bulkupdate.config import RunConfig
 from bulkupdate.errors import CallError, ConfigError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
@@ -32,7 +40,8 @@ from bulkupdate.report.stats import RunStats
 from bulkupdate.report.summary import summary_line
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.dryrun import dry_run
-from bulkupdate.run.engine import Engine, RunEnd, RunResult
+from bulkupdate.run.engine import DISPATCHED_TO, Engine, RunEnd, RunResult
+from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
     START,
     Job,
@@ -182,10 +191,11 @@ async def _run_with_store(
             log.error("run_aborted", code=error.code, message=error.message, fix=_fix_hint(error))
             await _report(job, summary)
             return EXIT_ABORTED
-        state = None if ready is None else await _open_checkpoint(job, store, relay, ready)
-        if ready is None or state is None:
+        opened = None if ready is None else await _open_checkpoint(job, store, relay, ready)
+        if ready is None or opened is None:
             await _report(job, _startup_summary(job, started_s, RunState.INTERRUPTED, None))
             return EXIT_INTERRUPTED
+        state, hold = opened
         source, records = ready.probe, ready.records
         point = state.resume_point
         if point.offset > 0 and source.seekable:  # jump straight to the first pending record
@@ -193,7 +203,9 @@ async def _run_with_store(
             records = iter(source)
         end_state, summary = RunState.ABORTED, {}
         try:
-            result = await _run_engine(job, store, progress, relay, metrics, ready, state, records)
+            result = await _run_engine(
+                job, store, progress, relay, metrics, ready, state, hold, records
+            )
             end_state = RunState(result.end.value)
             return await _wrap_up(job, store, result, source, summary)
         finally:
@@ -222,8 +234,9 @@ async def _start_up(job: Job, stack: AsyncExitStack, relay: SignalRelay) -> _Rea
 
 async def _open_checkpoint(
     job: Job, store: CheckpointStore, relay: SignalRelay, ready: _Ready
-) -> ResumeState | None:
-    """Open the job's checkpoint (waiting out a killed run's lease); None when a signal came."""
+) -> tuple[ResumeState, ResumeHold | None] | None:
+    """Open the job's checkpoint (waiting out a killed run's lease), with what the last run
+    left to wait out; None when a signal came."""
     config = job.config
     name = config.job_name
     if config.shard is not None and config.shard.count > 1:
@@ -232,8 +245,33 @@ async def _open_checkpoint(
     if not config.restart:
         await check_shard_count(config)
     with relay.startup():
-        return await open_waiting(store, identity, config, job.clock)
+        previous = await _as_left(store)
+        state = await open_waiting(store, identity, config, job.clock)
+        hold = resume_hold(
+            previous,
+            settle_period_s=config.settle_period,
+            dispatched_key=DISPATCHED_TO,
+            now_s=job.clock.now_s(),
+            now=datetime.now(UTC),
+        )
+        if hold is not None:
+            log.warning(
+                "cases_held_from_last_run",
+                below_offset=hold.before_offset,
+                cases=len(hold.cases) if hold.cases is not None else "all sent",
+                hold_s=round(hold.until_s - job.clock.now_s(), 3),
+            )
+        return state, hold
     return None  # a signal cancelled the wait
+
+
+async def _as_left(store: CheckpointStore) -> JobStatus | None:
+    """The checkpoint as the last run left it (read before this run opens it); None when
+    there is none yet."""
+    try:
+        return await store.status()
+    except CheckpointError:
+        return None
 
 
 async def _run_engine(
@@ -244,6 +282,7 @@ async def _run_engine(
     metrics: MetricsServer | None,
     ready: _Ready,
     state: ResumeState,
+    hold: ResumeHold | None,
     records: Iterator[Record],
 ) -> RunResult:
     config = job.config
@@ -266,6 +305,7 @@ async def _run_engine(
         resume_point=point,
         resolved_offsets=state.resolved_offsets,
         on_event=progress.event,
+        resume_hold=hold,
     )
     relay.attach(engine)
     # A shard's part of the input is not known without hashing every row: no total.
@@ -289,6 +329,11 @@ async def _wrap_up(
     config = job.config
     totals = await _totals(store)
     summary.update(_summary(result, totals, RunState(result.end.value)))
+    if result.unsettled_cases and result.settle_until_s is not None:
+        # For the next run: these cases' last calls may land until then.
+        left_s = result.settle_until_s - job.clock.now_s()
+        summary["settle_until"] = (datetime.now(UTC) + timedelta(seconds=left_s)).isoformat()
+        summary["unsettled_cases"] = list(result.unsettled_cases)
     if result.abort is not None:
         summary["abort"] = f"{result.abort.code}: {result.abort.message}"
         summary["fix"] = _fix_hint(result.abort)

@@ -214,6 +214,7 @@ class Job:
             region=config.region,
             profile=config.profile,
             max_connections=config.concurrency,
+            read_timeout_s=config.call_timeout,
         ) as api:
             schema = await self.schema(api, source, head)
             yield api, self.columns(schema, source)
@@ -246,4 +247,6 @@ class Job:
             flush_interval_s=config.flush_interval,
             performed_by=performed_by(config.performed_by),
             shard=config.shard,
+            settle_period_s=config.settle_period,
+            outage_timeout_s=config.outage_timeout,
         )

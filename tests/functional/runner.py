@@ -46,14 +46,20 @@ def fast_run_flags(url: str, *, domain_id: str = "demo") -> list[str]:
     ]
 
 
+# The emulator answers in milliseconds: a call it has not answered in 6 s never will, so the
+# case of a call whose answer never came (a kill, a dropped connection) waits 7 s, not 120.
+SETTLE_ENV = {"BULKUPDATE_CALL_TIMEOUT": "6", "BULKUPDATE_SETTLE_PERIOD": "7"}
+
+
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The subprocess environment: ours minus AWS_*/BULKUPDATE_*, plus AWS_ENV, plus `extra`."""
+    """The subprocess environment: ours minus AWS_*/BULKUPDATE_*, plus AWS_ENV and SETTLE_ENV,
+    plus `extra`."""
     kept = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("AWS_", "BULKUPDATE_"))
     }
-    return {**kept, **AWS_ENV, **(extra or {})}
+    return {**kept, **AWS_ENV, **SETTLE_ENV, **(extra or {})}
 
 
 async def run_cli(

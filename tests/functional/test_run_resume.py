@@ -14,6 +14,7 @@ import csv
 import itertools
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -709,33 +710,107 @@ async def test_internal_errors_are_retried_until_every_row_is_applied(tmp_path: 
         assert_final_state_is_last_row_per_case(emu, job)
 
 
-async def test_rows_that_exhaust_their_attempts_fail_once_and_are_not_resent_on_resume(
+async def test_a_service_that_answers_only_5xx_fails_no_row_and_the_run_stops_resumably(
     tmp_path: Path,
 ) -> None:
     rows = make_rows(40, 10, seed=9)
     faults = FaultConfig(internal_error_probability=1.0, retry_after_s=0)
     async with emulator(10, faults=faults) as emu:
         job = Job(tmp_path, emu.url, rows)
-        flags = ("--rate", "200", "--burst", "8", "--max-attempts", "2")
-        failed = await run(job, *flags)
-        assert failed.returncode == EXIT_FAILED_ROWS, failed.stderr
-        assert update_calls(emu) == 2 * len(rows)
+        flags = ("--rate", "200", "--burst", "8", "--max-attempts", "2", "--outage-timeout", "3")
+        stopped = await run(job, *flags)
+        assert stopped.returncode == EXIT_ABORTED, stopped.stderr
         assert emu.service.updates == []
-        failures = job.failed_rows()
-        assert sorted(int(r["order_total"]) for r in failures) == [r.order_total for r in rows]
-        assert {r["error_code"] for r in failures} == {"retries_exhausted"}
-        assert job.read_summary()["failed"] == len(rows)
+        summary = job.read_summary()
+        assert summary["failed"] == 0, "an outage fails no row"
+        assert summary["abort"].startswith("ServiceUnavailable")
+        events = [e["event"] for e in stopped.events()]
+        assert "outage_started" in events
+        assert update_calls(emu) < 40, "during the outage only probes went out"
 
         emu.set_faults(FaultConfig())
         again = await run(job, *flags)
-        assert again.returncode == EXIT_FAILED_ROWS, "the job still has failed rows"
-        assert update_calls(emu) == 2 * len(rows), "a permanently failed row was re-sent"
-        summary = job.read_summary()
-        assert (summary["calls"], summary["job_failed"]) == (0, len(rows))
-        failures = job.failed_rows()
-        assert sorted(int(r["order_total"]) for r in failures) == [r.order_total for r in rows]
+        assert again.returncode == EXIT_OK, again.stderr
+        assert_applied_in_input_order(rows, applied_rows(emu), [0])
+        assert_final_state_is_last_row_per_case(emu, job)
         info = await status(job)
-        assert (info["applied"], info["failed"]) == (0, len(rows))
+        assert (info["applied"], info["failed"]) == (len(rows), 0)
+
+
+async def test_an_outage_mid_job_fails_no_row_and_the_job_ends_exact(tmp_path: Path) -> None:
+    outage_s = float(os.environ.get("BULKUPDATE_TEST_OUTAGE_S", "12"))  # 45 to see the README's
+    rows = make_rows(300, 20, seed=45)
+    async with emulator(20, faults=FaultConfig(latency_median_ms=2)) as emu:
+        job = Job(tmp_path, emu.url, rows)
+        flags = ("--rate", "30", "--burst", "4", "--concurrency", "4", "--max-attempts", "3")
+        async with child(job.argv(*flags), job.environment(), tmp_path) as process:
+            await wait_until(lambda: len(emu.service.updates) >= 60, "60 applied updates")
+            emu.set_faults(FaultConfig(internal_error_probability=1.0, retry_after_s=0))
+            await asyncio.sleep(outage_s)
+            emu.set_faults(FaultConfig(latency_median_ms=2))
+            done = await process.wait(60 + outage_s)
+        assert done.returncode == EXIT_OK, done.stderr
+        summary = job.read_summary()
+        assert (summary["applied"], summary["failed"]) == (len(rows), 0)
+        events = [e["event"] for e in done.events()]
+        assert "outage_started" in events
+        assert "outage_ended" in events
+        assert_applied_in_input_order(rows, applied_rows(emu), [0])
+        assert_final_state_is_last_row_per_case(emu, job)
+
+
+# --- 5b. Calls whose answer never came: their case waits until they cannot land any more ------
+
+
+async def test_a_call_that_outlives_its_timeout_lands_before_its_cases_later_rows(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(100, 10, seed=31)
+    slow = FaultConfig(slow_probability=0.1, slow_s=2.5)  # each slow call lands 2.5 s late
+    async with emulator(10, faults=slow) as emu:
+        job = Job(tmp_path, emu.url, rows)
+        flags = ("--rate", "100", "--burst", "8", "--call-timeout", "1", "--settle-period", "3")
+        done = await run(job, *flags, timeout_s=90)
+        assert done.returncode == EXIT_OK, done.stderr
+        assert any(e["event"] == "call_outcome_unknown" for e in done.events())
+        await wait_until(lambda: in_flight(emu) == 0, "slow calls landed", 10)
+        assert_final_state_is_last_row_per_case(emu, job)
+
+
+async def test_calls_abandoned_past_the_grace_period_hold_their_cases_in_a_quick_resume(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(100, 40, seed=32)
+    async with emulator(40, faults=FaultConfig(slow_probability=1.0, slow_s=2.0)) as emu:
+        job = Job(tmp_path, emu.url, rows)
+        flags = ("--rate", "200", "--burst", "8", "--concurrency", "8", "--grace-period", "0.5")
+        async with child(job.argv(*flags), job.environment(), tmp_path) as process:
+            await wait_until(lambda: emu.update_calls >= 8, "every worker in a slow call")
+            process.send(signal.SIGTERM)
+            stopped = await process.wait()
+        assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
+        emu.set_faults(FaultConfig())  # at once: the abandoned calls have not landed yet
+        resumed = await run(job, *flags)
+        assert resumed.returncode == EXIT_OK, resumed.stderr
+        assert any(e["event"] == "cases_held_from_last_run" for e in resumed.events())
+        assert_final_state_is_last_row_per_case(emu, job)
+
+
+async def test_a_killed_run_resumed_at_once_waits_for_the_calls_it_left_in_flight(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(100, 40, seed=34)
+    async with emulator(40, faults=FaultConfig(slow_probability=1.0, slow_s=2.0)) as emu:
+        job = Job(tmp_path, emu.url, rows)
+        flags = ("--rate", "200", "--burst", "8", "--concurrency", "8")
+        async with child(job.argv(*flags), job.environment(), tmp_path) as process:
+            await wait_until(lambda: emu.update_calls >= 8, "every worker in a slow call")
+            await process.kill()
+        emu.set_faults(FaultConfig())
+        resumed = await run(job, *flags)
+        assert resumed.returncode == EXIT_OK, resumed.stderr
+        assert any(e["event"] == "cases_held_from_last_run" for e in resumed.events())
+        assert_final_state_is_last_row_per_case(emu, job)
 
 
 # --- 6. A checkpoint belongs to one input ---------------------------------------------------------
@@ -790,11 +865,14 @@ async def test_a_connection_dropped_after_the_update_applied_is_resent_in_order(
     rows = make_rows(40, 10, seed=13)
     async with emulator(10, faults=FaultConfig(drop_after_apply_probability=0.2)) as emu:
         job = Job(tmp_path, emu.url, rows)
-        done = await run(job, "--rate", "200", "--burst", "8")
+        # A dropped answer leaves the outcome unknown: the case waits the settle period.
+        settle = ("--call-timeout", "1", "--settle-period", "1.5")
+        done = await run(job, "--rate", "200", "--burst", "8", *settle)
         assert done.returncode == EXIT_OK, done.stderr
         log = applied_rows(emu)
         assert set(log) == {row.index for row in rows}
         assert len(log) - len(rows) == emu.counters["UpdateCase"]["dropped"]
+        assert any(e["event"] == "call_outcome_unknown" for e in done.events())
         # A re-sent row repeats at once: its case's next row waits for the answer.
         assert_applied_in_input_order(rows, log, [0], repeats_in_run=True)
         assert_final_state_is_last_row_per_case(emu, job)

@@ -14,6 +14,7 @@ from bulkupdate.errors import CallError, ErrorKind
 from bulkupdate.fields.schema import Schema
 from bulkupdate.input.framing import Record
 from bulkupdate.models import Field, FieldType, Outcome, ResumePoint, RowStatus
+from bulkupdate.pacing.outage import OutageRule
 from bulkupdate.run.engine import Engine, EngineSettings, RunEnd, RunResult
 from tests.fakes.cases import FakeCasesApi
 from tests.fakes.checkpoint import MemoryCheckpointStore
@@ -55,19 +56,40 @@ class SlowFake(FakeCasesApi):
         await super().update_case(*args, **kwargs)
 
 
+UNKNOWN = CallError(ErrorKind.TRANSIENT, "ReadTimeoutError", "no answer", outcome_unknown=True)
+FAST_OUTAGES = OutageRule(quiet_s=0.2, window=6, probe_interval_s=0.05)
+
+
+class TimedFake(FakeCasesApi):
+    """Notes when each call was made, and for which case."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[float, str]] = []
+
+    async def update_case(self, case_id: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((anyio.current_time(), case_id))
+        await super().update_case(case_id, *args, **kwargs)
+
+
 async def run_engine(
-    api: FakeCasesApi, rows: Sequence[dict[str, Any]], *, max_attempts: int = 8, **extra: Any
+    api: FakeCasesApi,
+    rows: Sequence[dict[str, Any]],
+    *,
+    max_attempts: int = 8,
+    events: list[str] | None = None,
+    **extra: Any,
 ) -> tuple[Engine, RecordingStore, Any]:
     store = RecordingStore()
     await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
+    options: dict[str, Any] = {"concurrency": 4, **extra}
     settings = EngineSettings(
-        concurrency=4,
         rate_per_s=10_000,
         burst=100,
         max_attempts=max_attempts,
         grace_period_s=1,
         flush_interval_s=0.01,
-        **extra,
+        **options,
     )
     engine = Engine(
         settings,
@@ -77,6 +99,7 @@ async def run_engine(
         columns=Schema(FIELDS, None).column_map(),
         records=iter(records(rows)),
         resume_point=ResumePoint(0, 2),
+        on_event=(lambda name, data: events.append(name)) if events is not None else None,
     )
     with anyio.fail_after(10):
         result = await engine.run()
@@ -93,14 +116,41 @@ async def test_throttles_never_use_up_the_attempts_for_server_errors() -> None:
     assert (await store.status()).totals[RowStatus.DONE] == 1
 
 
+class CaseFake(TimedFake):
+    """Answers each case's calls from its own list of (delay_s, error or None); then accepts."""
+
+    def __init__(self, answers: dict[str, list[tuple[float, CallError | None]]]) -> None:
+        super().__init__(FIELDS, [*answers, "C-ok"])
+        self.answers = answers
+
+    async def update_case(self, case_id: str, *args: Any, **kwargs: Any) -> None:
+        delay_s, error = (self.answers.get(case_id) or [(0.0, None)]).pop(0)
+        await anyio.sleep(delay_s)
+        if error is not None:
+            self.calls.append((anyio.current_time(), case_id))
+            raise error
+        await super().update_case(case_id, *args, **kwargs)
+
+
 async def test_server_errors_past_max_attempts_fail_the_row_as_retries_exhausted() -> None:
-    api = FakeCasesApi(FIELDS, ["C-1"])
-    api.script = [SERVER_ERROR] * 3
-    _, store, result = await run_engine(api, [{"case_id": "C-1", "vip": "yes"}], max_attempts=3)
+    # Another case's calls succeed meanwhile: the service is up, so the row is at fault.
+    api = CaseFake({"C-1": [(0.0, SERVER_ERROR)] * 3})
+    rows = [{"case_id": "C-1", "vip": "yes"}] + [{"case_id": "C-ok", "total": n} for n in "12345"]
+    _, store, result = await run_engine(api, rows, max_attempts=3, concurrency=2)
     failed = [o async for o in store.failed_rows()]
     assert [(o.error_code, o.attempts) for o in failed] == [("retries_exhausted", 3)]
-    assert api.applied == []
+    assert [case for case, _ in api.applied] == ["C-ok"] * 5
     assert result.end is RunEnd.FINISHED
+
+
+async def test_a_row_failing_while_nothing_else_succeeds_is_not_failed_for_it() -> None:
+    api = FakeCasesApi(FIELDS, ["C-1"])
+    api.script = [SERVER_ERROR] * 3  # no other call succeeds meanwhile: maybe an outage
+    rows = [{"case_id": "C-1", "vip": "yes"}]
+    _, store, result = await run_engine(api, rows, max_attempts=2, outage_rule=FAST_OUTAGES)
+    assert result.end is RunEnd.FINISHED
+    assert [o async for o in store.failed_rows()] == []
+    assert api.cases["C-1"] == {"vip": {"booleanValue": True}}
 
 
 async def test_a_local_outcome_waits_behind_the_earlier_row_of_its_case() -> None:
@@ -327,3 +377,62 @@ async def test_nothing_is_sent_while_the_checkpoint_hold_may_have_lapsed() -> No
     assert result.end is RunEnd.FINISHED
     assert api.sent_without_hold == 0
     assert len(api.applied) == 30
+
+
+async def test_a_call_whose_outcome_is_unknown_holds_its_case_and_no_other_case() -> None:
+    api = TimedFake(FIELDS, ["C-1", "C-2"])
+    api.script = [UNKNOWN]  # the first call, row 1 of C-1, never answers
+    rows = [{"case_id": "C-1", "total": "1"}, {"case_id": "C-1", "total": "2"}]
+    rows += [{"case_id": "C-2", "total": str(n)} for n in range(3)]
+    _, store, result = await run_engine(api, rows, concurrency=1, settle_period_s=0.5)
+    first_s = api.calls[0][0]
+    later_c1 = [t - first_s for t, case in api.calls[1:] if case == "C-1"]
+    c2 = [t - first_s for t, case in api.calls if case == "C-2"]
+    assert len(later_c1) == 2
+    assert min(later_c1) >= 0.5, "its retry and its case's next row waited"
+    assert len(c2) == 3
+    assert max(c2) < 0.5, "the held row took no worker from other cases"
+    assert api.cases["C-1"] == {"total": {"doubleValue": 2.0}}
+    assert result.end is RunEnd.FINISHED
+    assert (await store.status()).totals[RowStatus.DONE] == 5
+
+
+async def test_a_row_that_gives_up_on_an_unknown_outcome_still_holds_its_case_first() -> None:
+    api = CaseFake({"C-1": [(0.1, UNKNOWN)]})  # C-ok succeeds while it waits: service up
+    rows = [{"case_id": "C-1", "total": "1"}, {"case_id": "C-ok", "total": "1"}]
+    rows.append({"case_id": "C-1", "total": "2"})
+    _, store, _ = await run_engine(api, rows, max_attempts=1, concurrency=2, settle_period_s=0.4)
+    c1 = [t for t, case in api.calls if case == "C-1"]
+    assert len(c1) == 2, "row 1 gave up after one attempt; row 3 was sent"
+    assert c1[1] - c1[0] >= 0.3, "row 3 waited until row 1's call had settled"
+    failed = [o async for o in store.failed_rows()]
+    assert [(o.line, o.error_code) for o in failed] == [(2, "retries_exhausted")]
+
+
+async def test_an_outage_fails_no_row_and_the_run_goes_on_once_the_service_answers() -> None:
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(10)])
+    api.script = [SERVER_ERROR] * 30  # every call fails for a while, more than max attempts
+    rows = [{"case_id": f"C-{i}", "vip": "yes"} for i in range(10)]
+    events: list[str] = []
+    _, store, result = await run_engine(
+        api, rows, max_attempts=2, outage_rule=FAST_OUTAGES, events=events
+    )
+    assert result.end is RunEnd.FINISHED
+    assert (await store.status()).totals.get(RowStatus.FAILED, 0) == 0
+    assert len(api.applied) == 10
+    assert "outage_started" in events
+    assert "outage_ended" in events
+
+
+async def test_an_outage_longer_than_its_timeout_stops_the_run_with_rows_pending() -> None:
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(10)])
+    api.script = [SERVER_ERROR] * 100_000
+    rows = [{"case_id": f"C-{i}", "vip": "yes"} for i in range(10)]
+    _, store, result = await run_engine(
+        api, rows, max_attempts=2, outage_rule=FAST_OUTAGES, outage_timeout_s=0.5
+    )
+    assert result.end is RunEnd.ABORTED
+    assert result.abort is not None
+    assert result.abort.code == "ServiceUnavailable"
+    assert (await store.status()).totals.get(RowStatus.FAILED, 0) == 0
+    assert result.resume_point.offset == 0

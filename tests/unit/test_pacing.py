@@ -123,15 +123,17 @@ def test_bucket_with_changing_rate_stays_within_its_highest_rate(
     bucket = TokenBucket(5.0, burst)
     highest_per_s = 5.0
     now_s = 0.0
-    sends_s = []
+    slots = []
     for gap_s, new_rate in steps:
         now_s += gap_s
         if new_rate is None:
-            sends_s.append(now_s + reserve(bucket, now_s))
+            slots.append(bucket.reserve_slot(now_s))
         else:
             bucket.set_rate(new_rate, now_s)
             highest_per_s = max(highest_per_s, new_rate)
-    assert _admissions_fit(sends_s, burst, highest_per_s)
+            # Holders of revoked slots queue again at once, as the gate's waiters do.
+            slots = [bucket.reserve_slot(now_s) if slot.revoked else slot for slot in slots]
+    assert _admissions_fit([slot.send_at_s for slot in slots], burst, highest_per_s)
 
 
 # -- AdaptiveRate -----------------------------------------------------------------------------
