@@ -81,6 +81,8 @@ class DynamoDbCheckpointStore:
     `close`. A run whose lease lapsed before `finish_run` shows as crashed; the next `open` takes
     over. Every write is conditional on the owner and the version, so a run that lost its lease
     can write nothing more: a container frozen past its lease cannot undo its successor's work.
+    A write that failed in a blip of the table is looked into by the next call: a commit may be
+    retried with the same batch until the table answers again, unless another run wrote since.
     """
 
     __slots__ = (
@@ -126,8 +128,10 @@ class DynamoDbCheckpointStore:
         self._lock = anyio.Lock()  # one write at a time: each one names the version before it
         self._meta: MetaItem | None = None  # as last written, while this instance holds the lease
         self._run_ended = False
-        self._unsettled: tuple[str, MetaItem] | None = None  # a write that failed once sent
-        # Why this run may write no more (lease lost), or commit no more (a batch not recorded).
+        # A write that failed once sent, (its token, what it wrote): the next call looks whether
+        # it landed (see _settle), so a commit that failed in a blip can simply be retried.
+        self._unsettled: tuple[str, MetaItem] | None = None
+        # Why this run may write no more (taken over), or commit no more (its heartbeat failed).
         self._refusal: tuple[CheckpointError, bool] | None = None  # (error, finish_run too)
         self._heartbeat: asyncio.Task[None] | None = None
         self._lease_written_s = 0.0  # time.monotonic() of the last write that renewed the lease
@@ -309,22 +313,29 @@ class DynamoDbCheckpointStore:
             raise RuntimeError("checkpoint store is not open")
         if self._run_ended:
             raise RuntimeError("run already ended")
-        if self._unsettled is not None:  # did the write that failed land after all?
-            token, written = self._unsettled
-            item = await self._table.get(self._pk, f"meta#{self._shard}")
-            self._unsettled = None
-            if item is not None and item.get("token") == attr_s(token):
-                self._meta = written
-            elif self._refusal is None:  # its rows are not recorded: going on could skip them
-                message = (
-                    "a batch could not be recorded, so this run may record no more; stop and "
-                    "resume, and the rows of that batch are sent again"
-                )
-                self._refusal = CheckpointError(self.location, message), False
+        if self._unsettled is not None:
+            await self._settle(*self._unsettled, known=self._meta)
         if self._refusal is not None and (commit or self._refusal[1]):
             error = self._refusal[0]
             raise type(error)(error.location, error.message)
         return self._meta
+
+    async def _settle(self, token: str, written: MetaItem, *, known: MetaItem) -> None:
+        """A write failed once sent, so it may have landed: look at the meta item before going on.
+        Landed (its token): go on from what it wrote. Not landed and still this run's at the
+        version it knew: go on from that version, and the caller's kept batch is simply written
+        again. Anything else means another run wrote in between: refuse, as on a failed
+        condition. A failed look leaves the write unsettled for the next call."""
+        item = await self._table.get(self._pk, f"meta#{self._shard}")
+        self._unsettled = None
+        if item is not None and item.get("token") == attr_s(token):
+            self._meta = written
+        elif item is None or not self._still_ours(item, known.version):
+            self._taken_over(item)
+
+    def _still_ours(self, item: Mapping[str, Any], version: int) -> bool:
+        owner = item.get("lease_owner", {}).get("S")
+        return owner == self._owner and int(float(item["version"]["N"])) == version
 
     async def _write(
         self,
@@ -373,6 +384,11 @@ class DynamoDbCheckpointStore:
         item = await self._table.get(self._pk, f"meta#{self._shard}")
         if item is not None and item.get("token") == attr_s(token):
             return  # botocore resent a write whose first answer was lost
+        raise self._taken_over(item)
+
+    def _taken_over(self, item: Mapping[str, Any] | None) -> CheckpointError:
+        """Why this run may write nothing more, now that someone else wrote the meta `item`
+        (None: deleted); kept as the refusal of every later call."""
         error = CheckpointError(self.location, "was changed by someone else during the run")
         owner = item.get("lease_owner", {}).get("S") if item is not None else None
         if item is None:
@@ -383,8 +399,8 @@ class DynamoDbCheckpointStore:
                 f"another run ({owner or 'none'}) took it over after this run's lease lapsed; "
                 "this run stops so that no row is sent twice",
             )
-        self._refusal = error, True  # this run may write nothing more
-        raise error
+        self._refusal = error, True
+        return error
 
     # --- the lease
 

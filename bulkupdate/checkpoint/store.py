@@ -141,7 +141,14 @@ class CheckpointStore(Protocol):
     ) -> None:
         """Record a batch atomically. An offset's first committed outcome is final: later ones,
         and any below the committed resume point, are ignored and not counted. `resume_point` may
-        not move backwards. `counters` replace the stored values of the names they hold."""
+        not move backwards. `counters` replace the stored values of the names they hold.
+
+        A commit that raised CheckpointError may have been recorded or not (a remote store can
+        lose the answer to a write that landed). The caller keeps the batch and commits it
+        again, with the outcomes resolved since appended and its current resume point, as often
+        as it takes: once one succeeds, every outcome of the batch is recorded exactly once. A
+        store refuses such a retry only when this run can no longer be sure it alone writes the
+        checkpoint (another run took it over)."""
         ...
 
     def failed_rows(self) -> AsyncIterator[Outcome]:

@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import anyio.lowlevel
@@ -32,7 +33,15 @@ from bulkupdate.checkpoint.store import (
 )
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 
-__all__ = ["MemoryCheckpointStore"]
+__all__ = ["MemoryCheckpointStore", "Outage"]
+
+
+class Outage(Enum):
+    """How commits fail while a test sets `MemoryCheckpointStore.outage`, as a remote store's
+    would: the write is lost on the way, or it is recorded and its answer is lost."""
+
+    UNSENT = "the commit did not reach the store; nothing was recorded"
+    UNANSWERED = "the commit was recorded, but its answer was lost"
 
 
 class MemoryCheckpointStore:
@@ -50,6 +59,7 @@ class MemoryCheckpointStore:
         "_runs",
         "_totals",
         "_updated_at",
+        "outage",
     )
 
     def __init__(self, *, now: Callable[[], datetime] = utc_now) -> None:
@@ -64,6 +74,7 @@ class MemoryCheckpointStore:
         self._counters: dict[str, int] = {}
         self._runs: list[RunRecord] = []
         self._created_at = self._updated_at = now()
+        self.outage: Outage | None = None  # set by a test: every commit fails until cleared
 
     def hold_left_s(self) -> float:
         return math.inf if self._is_open else 0.0
@@ -102,6 +113,8 @@ class MemoryCheckpointStore:
     ) -> None:
         await anyio.lowlevel.checkpoint()
         self._check_running()
+        if self.outage is Outage.UNSENT:
+            raise CheckpointError("memory", self.outage.value)
         check_resume_point(self._resume_point, resume_point)
         for outcome in fresh_outcomes(outcomes, self._resume_point.offset):
             if outcome.offset not in self._outcomes:
@@ -115,6 +128,8 @@ class MemoryCheckpointStore:
         self._resume_point = resume_point
         self._counters.update(counters)
         self._updated_at = self._now()
+        if self.outage is Outage.UNANSWERED:
+            raise CheckpointError("memory", self.outage.value)
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         await anyio.lowlevel.checkpoint()

@@ -3,12 +3,14 @@ and the DynamoDB table (a real moto server on a loopback port, so this suite liv
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import pytest
@@ -28,7 +30,8 @@ from bulkupdate.checkpoint.store import (
 )
 from bulkupdate.errors import BulkUpdateError
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
-from tests.fakes.checkpoint import MemoryCheckpointStore
+from tests.fakes.checkpoint import MemoryCheckpointStore, Outage
+from tests.faultproxy import Fault, FaultProxy
 from tests.motoserver import use_moto
 from tests.unit.test_checkpoint import (
     JOB,
@@ -258,6 +261,113 @@ async def test_commit_needs_an_open_run(store: CheckpointStore) -> None:
     await store.finish_run(RunState.FINISHED, {})
     with pytest.raises(RuntimeError, match="already ended"):
         await store.commit([outcome(0)], point(1), {})
+
+
+# --- commits that fail
+
+
+class CommitFault(Protocol):
+    """A real fault between a store and its storage, switched on and off by the test."""
+
+    def begin(self, *, lands: bool) -> None:
+        """Commits fail from now on; with `lands`, after they were recorded."""
+        ...
+
+    def end(self) -> None: ...
+
+
+class MemoryFault:
+    def __init__(self, store: MemoryCheckpointStore) -> None:
+        self.store = store
+
+    def begin(self, *, lands: bool) -> None:
+        self.store.outage = Outage.UNANSWERED if lands else Outage.UNSENT
+
+    def end(self) -> None:
+        self.store.outage = None
+
+
+class SqliteFault:
+    """Another connection holds the database's write lock past the store's busy timeout."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.holder: sqlite3.Connection | None = None
+
+    def begin(self, *, lands: bool) -> None:
+        if lands:
+            pytest.skip("a local transaction's outcome is never unknown to its caller")
+        self.holder = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        self.holder.execute("BEGIN IMMEDIATE")
+
+    def end(self) -> None:
+        holder, self.holder = self.holder, None
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+
+class ProxyFault:
+    """A TCP proxy between the store and moto loses each request, or each answer."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        self.proxy = proxy
+
+    def begin(self, *, lands: bool) -> None:
+        self.proxy.fault = Fault.LOSE_ANSWERS if lands else Fault.LOSE_REQUESTS
+
+    def end(self) -> None:
+        self.proxy.fault = Fault.NONE
+
+
+@pytest.fixture
+async def fault(
+    request: pytest.FixtureRequest, store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[CommitFault]:
+    """A fault for `store`, set up before it opens; the store is closed before the fault goes."""
+    if isinstance(store, MemoryCheckpointStore):
+        yield MemoryFault(store)
+    elif isinstance(store, SqliteCheckpointStore):
+        monkeypatch.setattr(checkpoint_sqlite, "BUSY_TIMEOUT_S", 0.2)  # read when it connects
+        sqlite_fault = SqliteFault(store.path)
+        try:
+            yield sqlite_fault
+        finally:
+            sqlite_fault.end()
+    else:
+        async with FaultProxy(request.getfixturevalue("moto_url")) as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)  # read when it connects
+            try:
+                yield ProxyFault(proxy)
+            finally:
+                proxy.fault = Fault.NONE
+                await store.close()  # its lease goes back through the proxy
+
+
+@pytest.mark.parametrize("lands", [False, True], ids=["request-lost", "answer-lost"])
+async def test_a_failed_commit_retried_with_its_batch_and_later_outcomes_records_it_once(
+    store: CheckpointStore, fault: CommitFault, lands: bool
+) -> None:
+    await store.open(JOB, restart=False)
+    await store.commit([outcome(0), outcome(1, FAILED)], point(2), {"batch": 1})
+    kept = [outcome(2), outcome(4, FAILED), outcome(5)]
+
+    fault.begin(lands=lands)
+    with pytest.raises(CheckpointError):
+        await store.commit(kept, point(3), {"batch": 2})
+    kept += [outcome(3)]  # resolved meanwhile: the caller appends it and tries again
+    with pytest.raises(CheckpointError):
+        await store.commit(kept, point(6), {"batch": 3})
+    fault.end()
+    await store.commit([*kept, outcome(6, FAILED)], point(7), {"batch": 4})
+    await store.commit([outcome(i) for i in (7, 8)], point(9), {"batch": 5})  # and on it goes
+    state = await reopen(store)
+
+    assert state.resume_point == point(9)
+    assert state.resolved_offsets == frozenset()
+    assert state.totals == {DONE: 6, FAILED: 3}
+    assert state.counters == {"batch": 5}
+    assert await failed_rows(store) == [outcome(i, FAILED) for i in (1, 4, 6)]
 
 
 # --- runs and status

@@ -33,6 +33,7 @@ from bulkupdate.checkpoint.store import (
     utc_now,
 )
 from bulkupdate.models import Outcome, RowStatus, parse_shard
+from tests.faultproxy import Fault, FaultProxy
 from tests.functional.test_checkpoint_crash import (
     BLOCK_RECORDS,
     committed_range,
@@ -289,6 +290,41 @@ async def test_a_lapsed_lease_shows_a_crash_and_the_next_run_takes_over_for_good
     assert (status.last_run.number, status.last_run.state) == (2, RunState.RUNNING)
     assert status.totals == {DONE: 1, FAILED: 1}
     assert len(await items(raw, table, "fail#")) == 1  # the stalled batch left nothing
+
+
+@pytest.mark.parametrize("fault", [Fault.LOSE_REQUESTS, Fault.LOSE_ANSWERS])
+async def test_a_run_whose_write_failed_is_refused_everything_once_another_run_took_over(
+    dynamodb: str, table: str, monkeypatch: pytest.MonkeyPatch, fault: Fault
+) -> None:
+    clock = FakeClock()
+    async with FaultProxy(dynamodb) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+        stalled = DynamoDbCheckpointStore(table, JOB.name, now=clock)  # behind the proxy
+        await stalled.open(JOB, restart=False)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
+        successor = DynamoDbCheckpointStore(table, JOB.name, now=later(clock, 61))
+        try:
+            await stalled.commit([outcome(0)], point(1), {})
+            proxy.fault = fault
+            with pytest.raises(CheckpointError):
+                await stalled.commit([outcome(1), outcome(2, FAILED)], point(3), {})
+            proxy.fault = Fault.NONE
+            state = await successor.open(JOB, restart=False)  # the stalled run's lease lapsed
+            with pytest.raises(CheckpointBusyError, match="took it over"):
+                await stalled.commit([outcome(1), outcome(2, FAILED)], point(3), {})
+            with pytest.raises(CheckpointBusyError, match="took it over"):
+                await stalled.finish_run("aborted", {})
+            status = await successor.status()
+        finally:
+            await stalled.close()
+            await successor.close()
+
+    assert proxy.lost > 0
+    landed = fault is Fault.LOSE_ANSWERS
+    assert state.resume_point == point(3 if landed else 1)
+    assert status.last_run is not None
+    assert (status.last_run.number, status.last_run.state) == (2, RunState.RUNNING)
+    assert status.totals == {DONE: 2 if landed else 1, FAILED: 1 if landed else 0}
 
 
 async def test_the_lease_is_renewed_while_a_run_is_idle(dynamodb: str, table: str) -> None:

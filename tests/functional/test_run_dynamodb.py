@@ -17,8 +17,10 @@ import pytest
 
 from bulkupdate.emulator import FaultConfig, Quota, no_quotas
 from bulkupdate.exits import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
+from tests.faultproxy import Fault, FaultProxy
 from tests.functional.runner import fast_run_flags, run_cli
 from tests.functional.test_run_resume import (
+    Child,
     Job,
     applied_rows,
     assert_applied_in_input_order,
@@ -76,6 +78,36 @@ async def test_a_run_keeps_its_checkpoint_in_dynamodb_and_a_rerun_resumes_it(
         assert job.read_summary()["read"] == 0  # resumed at the end of the input
     info = await status_of(moto, table, "orders")
     assert (info["applied"], info["runs"]) == (60, 2)
+
+
+def commits_failed(run: Child) -> int:
+    """`checkpoint_commit_failed` events the run has logged so far."""
+    return run.stdout().count('"checkpoint_commit_failed"')
+
+
+@pytest.mark.parametrize("fault", [Fault.LOSE_REQUESTS, Fault.LOSE_ANSWERS])
+async def test_a_run_rides_out_a_short_outage_of_its_checkpoint_table_and_finishes(
+    moto: str, tmp_path: Path, fault: Fault
+) -> None:
+    rows = make_rows(320, 32, seed=5)
+    table = table_name(tmp_path)
+    async with FaultProxy(moto) as proxy, emulator(32) as emu:
+        job = Job(tmp_path, emu.url, rows, env=aws_env(moto, AWS_ENDPOINT_URL_DYNAMODB=proxy.url))
+        argv = job.argv("--rate", "40", "--burst", "10")
+        argv[argv.index("--checkpoint") + 1] = f"dynamodb://{table}"
+        async with child(argv, job.environment(), tmp_path) as run:
+            await wait_until(lambda: len(emu.service.updates) >= 60, "a fifth of the rows")
+            proxy.fault = fault  # the table is out of reach until two commits have failed
+            await wait_until(lambda: commits_failed(run) >= 2, "two failed commits")
+            proxy.fault = Fault.NONE
+            done = await run.wait()
+        assert done.returncode == EXIT_OK, done.stderr
+        assert proxy.lost >= 2
+        assert_final_state_is_last_row_per_case(emu, job)
+        assert_applied_in_input_order(rows, applied_rows(emu), run_starts=[0])
+        assert len(emu.service.updates) == len(rows), "no row was sent twice"
+    info = await status_of(moto, table, "orders")
+    assert (info["applied"], info["runs"]) == (len(rows), 1)
 
 
 @pytest.mark.parametrize(
