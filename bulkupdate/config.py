@@ -16,6 +16,7 @@ from typing import Any
 from bulkupdate.errors import ConfigError
 from bulkupdate.fields.mapping import MAPPING_KEYS, FieldMapping, parse_mapping
 from bulkupdate.models import Shard, parse_shard
+from bulkupdate.pacing.bucket import is_rate
 
 ENV_PREFIX = "BULKUPDATE_"
 
@@ -83,6 +84,13 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+def _rate(value: Any) -> float:
+    number = _positive_float(value)
+    if not is_rate(number):  # a subnormal float: 1/rate overflows, no schedule exists
+        raise ValueError("is too small to pace: no finite time between calls")
+    return number
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise ValueError("must be a whole number")
@@ -130,7 +138,7 @@ def _delimiter(value: Any) -> str:
 
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
-    "rate": _positive_float,
+    "rate": _rate,
     "burst": _positive_int,
     "concurrency": _positive_int,
     "max_attempts": _positive_int,
@@ -227,7 +235,10 @@ def resolve(
             value = settings.get(key)
             if value and not value.startswith("dynamodb://"):  # that store keys by shard itself
                 settings[key] = shard.name(value)
-    return RunConfig(**settings, mapping=mapping, job_file=job_path)
+    config = RunConfig(**settings, mapping=mapping, job_file=job_path)
+    if shard is not None and not is_rate(shard.rate_share(config.rate, config.burst)[0]):
+        raise ConfigError("--rate", f"{config.rate} shared by {shard.count} shards is too small")
+    return config
 
 
 def _is_s3_object(url: str) -> bool:

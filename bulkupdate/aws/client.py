@@ -2,40 +2,119 @@
 the one place that reads botocore error codes and turns them into CallError kinds.
 
 botocore's retries are off (one retry layer: the engine's), so every throttle reaches pacing.
+What botocore would retry is still read from botocore, at import, so a release that learns a
+new code teaches it here too:
+
+    THROTTLED  the codes botocore's standard mode calls throttling (its ThrottledRetryableChecker,
+               which its adaptive limiter and retry quota also use: ThrottlingException,
+               LimitExceededException, ...), and any 429
+    TRANSIENT  botocore's transient codes (RequestTimeout, ...), every other code its retry
+               config `data/_retry.json` retries for any service, any 5xx; the exception types it
+               retries (connection errors, timeouts, aiohttp's via aiobotocore); a body cut short
+               (IncompleteReadError); a credential or token endpoint that failed to answer
+    ROW        Connect Cases' ValidationException, SerializationException, ConflictException,
+               ServiceQuotaExceededException, ResourceNotFound of a case, any other 4xx
+    SYSTEMIC   AccessDenied and the authentication codes, any other 401/403, ResourceNotFound of
+               anything but a case, no credentials at all, any other botocore error, a bug
+
+A code in both of botocore's lists (PriorRequestNotComplete) is a throttle, as its throttling
+detector says. Credentials: an endpoint that did not answer (CredentialRetrievalError from the
+container or instance role, credential_process or SSO; TokenRetrievalError; IMDS's
+MetadataRetrievalError) is a blip, retried and counted against --max-attempts like a 5xx; if it
+stays down, nothing succeeds and the outage rule takes over (no row fails; the run stops after
+--outage-timeout). No credentials at all (NoCredentials, PartialCredentials) needs a person: the
+run stops, exit 3.
+
+A transient failure after the connection was made (a read timeout, a connection closed mid-call)
+leaves the call's outcome unknown: it may still be applied, so its case waits the settle period.
+A connection never made (refused, unreachable, connect timeout) sent nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import anyio
+import botocore.loaders
 import structlog
 from aiobotocore.session import AioSession
 from aiolimiter import AsyncLimiter
+from botocore import retryhandler
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    HTTPClientError,
+    CredentialRetrievalError,
+    IncompleteReadError,
+    MetadataRetrievalError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    TokenRetrievalError,
 )
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.retries import standard
 
 from bulkupdate.errors import CallError, ConfigError, ErrorKind
 from bulkupdate.models import Field, FieldOption, FieldType, WireValue
 
-THROTTLE_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-)
+
+def _applies_when(node: Any) -> Iterator[dict[str, Any]]:
+    """Every `applies_when` condition in botocore's retry config, at any depth."""
+    if isinstance(node, dict):
+        when = node.get("applies_when")
+        if isinstance(when, dict):
+            yield when
+        for child in node.values():
+            yield from _applies_when(child)
+
+
+def _retry_config() -> tuple[frozenset[str], tuple[type[BaseException], ...]]:
+    """The service error codes and the socket-error exception types that botocore's retry
+    config (`data/_retry.json`, every service's section) retries, read with botocore's loader."""
+    config = botocore.loaders.create_loader().load_data("_retry")
+    codes: set[str] = set()
+    errors: list[type[BaseException]] = []
+    for when in _applies_when(config):
+        code = when.get("response", {}).get("service_error_code")
+        if code:
+            codes.add(str(code))
+        for name in when.get("socket_errors", ()):
+            errors.extend(retryhandler.EXCEPTION_MAP.get(name, ()))
+    return frozenset(codes), tuple(errors)
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """The exception types botocore retries, and the few it never gets to see."""
+    found = (
+        *standard.TransientRetryableChecker._TRANSIENT_EXCEPTION_CLS,  # connection errors
+        *standard.RetryQuotaChecker._TIMEOUT_EXCEPTIONS,
+        *_SOCKET_ERRORS,  # _retry.json's, with aiohttp's that aiobotocore adds
+        # Raised by botocore's StreamingBody after the call returned, outside its retry checks:
+        # the connection broke before the body's Content-Length was read.
+        IncompleteReadError,
+        aiohttp.ClientError,  # aiohttp's own, below botocore
+        asyncio.TimeoutError,
+        OSError,
+    )
+    return tuple(dict.fromkeys(found))
+
+
+_RETRY_CONFIG_CODES, _SOCKET_ERRORS = _retry_config()
+# botocore keeps these lists on its checker classes; a release that moved them fails at import
+# (and in tests) rather than silently classifying less.
+THROTTLE_CODES = frozenset(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES)
+TRANSIENT_CODES = (
+    frozenset(standard.TransientRetryableChecker._TRANSIENT_ERROR_CODES) | _RETRY_CONFIG_CODES
+) - THROTTLE_CODES
+TRANSIENT_ERRORS = _transient_errors()
+# A credential or token endpoint that failed to answer: a blip, counted against --max-attempts.
+CREDENTIAL_BLIPS = (CredentialRetrievalError, TokenRetrievalError, MetadataRetrievalError)
 # Credentials or permissions: nothing will succeed until a person fixes them.
 SYSTEMIC_CODES = frozenset(
     {
@@ -51,8 +130,17 @@ SYSTEMIC_CODES = frozenset(
         "RequestExpired",
     }
 )
+# Connect Cases' modeled errors that the row itself causes (InternalServerException, its other
+# retryable one, is a 500; ResourceNotFoundException depends on the resource).
+ROW_CODES = frozenset(
+    {
+        "ValidationException",
+        "SerializationException",
+        "ConflictException",
+        "ServiceQuotaExceededException",
+    }
+)
 FIELD_TYPES = frozenset(t.value for t in FieldType)
-ROW_CODES = frozenset({"ValidationException", "SerializationException", "ConflictException"})
 USER_AGENT = "bulkupdate"
 log = structlog.get_logger("bulkupdate")
 
@@ -63,12 +151,9 @@ def classify(error: BaseException) -> CallError:
         return _classify_client_error(error)
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         return CallError(ErrorKind.SYSTEMIC, "NoCredentials", str(error))
-    if isinstance(error, BotoConnectionError | HTTPClientError | aiohttp.ClientError):
-        unknown = not _never_sent(error)
-        return CallError(
-            ErrorKind.TRANSIENT, type(error).__name__, str(error), outcome_unknown=unknown
-        )
-    if isinstance(error, asyncio.TimeoutError | OSError):
+    if isinstance(error, CREDENTIAL_BLIPS):  # nothing was sent: no outcome to wait for
+        return CallError(ErrorKind.TRANSIENT, type(error).__name__, str(error))
+    if isinstance(error, TRANSIENT_ERRORS):
         message = str(error) or "timed out"
         unknown = not _never_sent(error)
         return CallError(
@@ -104,7 +189,7 @@ def _classify_client_error(error: ClientError) -> CallError:
         # An unknown case fails its row; an unknown domain (or anything else) stops the run.
         kind = ErrorKind.ROW if response.get("resourceType") == "Case" else ErrorKind.SYSTEMIC
         return CallError(kind, code, message)
-    if status >= 500 or code == "InternalServerException":
+    if code in TRANSIENT_CODES or status >= 500 or code == "InternalServerException":
         return CallError(ErrorKind.TRANSIENT, code, message, retry_after_s=retry_after_s)
     if status in (401, 403):
         # Authentication or authorisation with a code we do not know: fix it and resume,

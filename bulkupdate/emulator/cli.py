@@ -58,12 +58,27 @@ def add_parser(commands: Any) -> None:
     faults = parser.add_argument_group("faults on demand (UpdateCase unless --fault-operation)")
     faults.add_argument("--error-rate", type=float, default=0.0, help="P(500 InternalServer)")
     faults.add_argument("--retry-after", type=int, default=1, metavar="S", help="on 500s")
+    faults.add_argument(
+        "--error-code",
+        default="InternalServerException",
+        metavar="CODE",
+        help="what --error-rate answers instead, e.g. ThrottledException or RequestTimeout",
+    )
+    faults.add_argument(
+        "--error-status", type=int, default=500, metavar="N", help="its HTTP status, e.g. 400"
+    )
     faults.add_argument("--drop-rate", type=float, default=0.0, help="P(dropped connection)")
     faults.add_argument(
         "--drop-after-apply-rate",
         type=float,
         default=0.0,
         help="P(applied, then the connection drops before the reply)",
+    )
+    faults.add_argument(
+        "--cut-short-rate",
+        type=float,
+        default=0.0,
+        help="P(applied, then the reply stops short of its Content-Length)",
     )
     faults.add_argument("--slow-rate", type=float, default=0.0, help="P(slow response)")
     faults.add_argument("--slow-seconds", type=float, default=5.0)
@@ -75,6 +90,13 @@ def add_parser(commands: Any) -> None:
         default=None,
         metavar="N",
         help="UpdateCase answers AccessDeniedException after N calls (permission revoked)",
+    )
+    faults.add_argument(
+        "--fault-calls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only the first N calls meet errors, drops and cut replies (default: all)",
     )
     faults.add_argument(
         "--fault-operation",
@@ -121,8 +143,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     faults = FaultConfig(
         internal_error_probability=args.error_rate,
         retry_after_s=args.retry_after,
+        error_code=args.error_code,
+        error_status=args.error_status,
         drop_probability=args.drop_rate,
         drop_after_apply_probability=args.drop_after_apply_rate,
+        cut_short_probability=args.cut_short_rate,
+        fault_calls=args.fault_calls,
         slow_probability=args.slow_rate,
         slow_s=args.slow_seconds,
         latency_median_ms=args.latency_ms,

@@ -105,3 +105,12 @@ class InternalServerError(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+def error_of(code: str, status: int, message: str) -> ServiceError:
+    """An error with any AWS code and status, for faults on demand: another service's throttle
+    (`ThrottledException`, 400) or timeout (`RequestTimeout`, 400), sent exactly as AWS sends its
+    own (status, x-amzn-ErrorType, JSON `message`)."""
+    kind = type(code, (ServiceError,), {"status": status, "code": code})
+    error: ServiceError = kind(message)
+    return error

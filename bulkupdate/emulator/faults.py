@@ -13,9 +13,12 @@ from enum import Enum
 
 class Fault(Enum):
     NONE = "none"
-    INTERNAL_ERROR = "internal_error"  # 500 InternalServerException with Retry-After
+    # The configured error: 500 InternalServerException with Retry-After unless error_code says
+    # otherwise (another service's throttle or timeout code, with its status)
+    INTERNAL_ERROR = "internal_error"
     DROP_BEFORE_APPLY = "drop_before_apply"  # connection closed, request not applied
     DROP_AFTER_APPLY = "drop_after_apply"  # applied, then the connection closed: no reply
+    CUT_SHORT = "cut_short"  # applied; the reply stops short of its Content-Length, then closes
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +27,13 @@ class FaultConfig:
 
     internal_error_probability: float = 0.0
     retry_after_s: int = 1
+    # What internal_error_probability answers. Connect Cases' own 500 by default; any code AWS
+    # uses elsewhere (ThrottledException 400, RequestTimeout 400, ...) to see how a client takes it.
+    error_code: str = "InternalServerException"
+    error_status: int = 500
     drop_probability: float = 0.0
     drop_after_apply_probability: float = 0.0
+    cut_short_probability: float = 0.0
     slow_probability: float = 0.0
     slow_s: float = 5.0
     # Service time: a log-normal fitted to a median and a 99th percentile (0 = instant).
@@ -33,6 +41,9 @@ class FaultConfig:
     latency_p99_ms: float = 0.0
     # UpdateCase answers AccessDeniedException once this many UpdateCase calls were received.
     access_denied_after_calls: int | None = None
+    # Only the first N calls to the affected operations meet errors, drops and cut replies (each
+    # by its probability); later ones get none. None: every call may.
+    fault_calls: int | None = None
     operations: frozenset[str] = field(default_factory=lambda: frozenset({"UpdateCase"}))
 
     def __post_init__(self) -> None:
@@ -40,6 +51,7 @@ class FaultConfig:
             self.internal_error_probability,
             self.drop_probability,
             self.drop_after_apply_probability,
+            self.cut_short_probability,
         )
         if not all(0.0 <= p <= 1.0 for p in (*exclusive, self.slow_probability)):
             raise ValueError("fault probabilities must be between 0 and 1")
@@ -47,17 +59,22 @@ class FaultConfig:
             raise ValueError("error and drop probabilities must add up to at most 1")
         if self.latency_p99_ms and self.latency_p99_ms < self.latency_median_ms:
             raise ValueError("latency_p99_ms must be at least latency_median_ms")
+        if not (self.error_code and 400 <= self.error_status <= 599):
+            raise ValueError("an injected error needs a code and a 4xx or 5xx status")
+        if self.fault_calls is not None and self.fault_calls < 0:
+            raise ValueError("fault_calls must be at least 0")
 
 
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
 class FaultInjector:
-    __slots__ = ("_random", "_sigma", "config")
+    __slots__ = ("_calls", "_random", "_sigma", "config")
 
     def __init__(self, config: FaultConfig, rng: random.Random | None = None) -> None:
         self.config = config
         self._random = rng or random.Random()
+        self._calls = 0  # choices made, for fault_calls
         median, p99 = config.latency_median_ms, config.latency_p99_ms
         self._sigma = math.log(p99 / median) / _Z99 if median > 0 and p99 > median else 0.0
 
@@ -66,10 +83,14 @@ class FaultInjector:
 
     def choose(self) -> Fault:
         config, draw = self.config, self._random.random()
+        self._calls += 1
+        if config.fault_calls is not None and self._calls > config.fault_calls:
+            return Fault.NONE
         for fault, probability in (
             (Fault.INTERNAL_ERROR, config.internal_error_probability),
             (Fault.DROP_BEFORE_APPLY, config.drop_probability),
             (Fault.DROP_AFTER_APPLY, config.drop_after_apply_probability),
+            (Fault.CUT_SHORT, config.cut_short_probability),
         ):
             if draw < probability:
                 return fault

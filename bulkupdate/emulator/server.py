@@ -31,6 +31,7 @@ from bulkupdate.emulator.errors import (
     ServiceError,
     ThrottlingError,
     UnknownOperationError,
+    error_of,
 )
 from bulkupdate.emulator.faults import Fault, FaultConfig, FaultInjector
 from bulkupdate.emulator.quotas import Quota, QuotaTable
@@ -193,6 +194,8 @@ class Emulator:
             self.last_accept_s = now_s
         if fault is Fault.DROP_AFTER_APPLY:
             return self._drop(request, operation)
+        if fault is Fault.CUT_SHORT:
+            return self._cut_short(request, operation, json.dumps(result).encode())
         self.counters[operation]["ok"] += 1
         return web.Response(
             body=json.dumps(result).encode(),
@@ -213,7 +216,7 @@ class Emulator:
             await asyncio.sleep(delay_s)
         fault = self.faults.choose()
         if fault is Fault.INTERNAL_ERROR:
-            raise InternalServerError(retry_after_s=self.faults.config.retry_after_s)
+            raise _injected_error(self.faults.config)
         return fault
 
     def _drop(self, request: web.Request, operation: str) -> web.StreamResponse:
@@ -222,6 +225,28 @@ class Emulator:
             request.transport.abort()
         # Nothing reaches the client: the transport is gone before aiohttp can write this.
         return web.Response(status=500)
+
+    def _cut_short(self, request: web.Request, operation: str, body: bytes) -> web.StreamResponse:
+        """The reply's head and part of its body, then the connection closes: the client holds a
+        body shorter than its Content-Length. The update was applied."""
+        self.counters[operation]["cut_short"] += 1
+        if request.transport is not None:
+            head = (
+                "HTTP/1.1 200 OK\r\n"
+                f"Content-Type: {_JSON}\r\n"
+                f"x-amzn-RequestId: {uuid.uuid4()}\r\n"
+                f"Content-Length: {len(body) + 1}\r\n"
+                "\r\n"
+            )
+            request.transport.write(head.encode() + body)  # one byte short
+            request.transport.close()  # sends what is written, then closes
+        return web.Response(status=500)  # the transport is closing: this is never sent
+
+
+def _injected_error(faults: FaultConfig) -> ServiceError:
+    if faults.error_code == InternalServerError.code and faults.error_status == 500:
+        return InternalServerError(retry_after_s=faults.retry_after_s)
+    return error_of(faults.error_code, faults.error_status, f"{faults.error_code} (injected)")
 
 
 def _error_response(error: ServiceError, *, status: int | None = None) -> web.Response:

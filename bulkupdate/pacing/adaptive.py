@@ -31,6 +31,10 @@ cycle refills the server bucket about as much as the over-quota half drains it: 
 one throttle per ~50 s. Left alone it speeds up (2x in ~2.5 min) to follow a raised quota. With
 only a bound or a coarse estimate (< 20 accepts) the doubling is every 4 s instead: that belief
 may be jitter, so find the real quota soon. The rate never leaves [floor, ceiling].
+
+Floor. 5% of the ceiling, at most 0.1/s (the default 2/s gives 0.1): low enough to yield to
+agents sharing the quota, high enough that a throttled run still moves. A ceiling is any positive
+rate (a shard of 2/s over 32 processes gets 0.0625/s), so the floor follows it down.
 """
 
 from __future__ import annotations
@@ -40,11 +44,20 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from bulkupdate.pacing.bucket import check_rate
+from bulkupdate.pacing.bucket import check_rate, is_rate
 
-__all__ = ["AdaptiveRate", "RateTuning"]
+__all__ = ["AdaptiveRate", "RateTuning", "default_floor_per_s"]
 
 MAX_DOUBLINGS = 10.0  # probing growth stops accelerating at 2^10 x its start (~0.5/s)
+FLOOR_SHARE = 0.05  # the default floor: this share of the ceiling ...
+MAX_FLOOR_PER_S = 0.1  # ... but never above this
+
+
+def default_floor_per_s(ceiling_per_s: float) -> float:
+    """The lowest rate throttles can push the controller to, for a `ceiling_per_s` of any size."""
+    floor_per_s = min(MAX_FLOOR_PER_S, ceiling_per_s * FLOOR_SHARE)
+    # A ceiling so small that 5% of it has no float interval between calls stays put instead.
+    return floor_per_s if is_rate(floor_per_s) else ceiling_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +107,13 @@ class AdaptiveRate:
         self,
         ceiling_per_s: float,
         *,
-        floor_per_s: float = 0.1,
+        floor_per_s: float | None = None,
         initial_per_s: float | None = None,
         tuning: RateTuning | None = None,
     ) -> None:
         check_rate(ceiling_per_s)
+        if floor_per_s is None:
+            floor_per_s = default_floor_per_s(ceiling_per_s)
         check_rate(floor_per_s)
         if floor_per_s > ceiling_per_s:
             raise ValueError(f"floor_per_s {floor_per_s} exceeds ceiling_per_s {ceiling_per_s}")

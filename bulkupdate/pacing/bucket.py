@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["Slot", "TokenBucket", "check_rate"]
+__all__ = ["Slot", "TokenBucket", "check_rate", "is_rate"]
 
 
 class Slot:
@@ -105,6 +105,13 @@ class TokenBucket:
             pending.popleft()
 
 
+def is_rate(rate_per_s: float) -> bool:
+    """Positive and finite, with a finite interval between calls: every rate but the tiniest
+    subnormal floats (below ~5.6e-309/s), whose `1 / rate` overflows and would turn a schedule
+    into NaN (sending at once)."""
+    return rate_per_s > 0.0 and math.isfinite(rate_per_s) and math.isfinite(1.0 / rate_per_s)
+
+
 def check_rate(rate_per_s: float) -> None:
-    if not (rate_per_s > 0.0 and math.isfinite(rate_per_s)):
+    if not is_rate(rate_per_s):
         raise ValueError(f"rate_per_s must be positive and finite, got {rate_per_s}")

@@ -3,6 +3,7 @@ state that survives a restart, seeding from a file, and bad flags refused with e
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bulkupdate.emulator.cli import add_parser, config_from_args
 from tests.conftest import ClientFactory
 
 STARTUP_TIMEOUT_S = 15.0
@@ -257,6 +259,7 @@ async def test_seed_file_creates_its_domain_fields_templates_and_cases(
     [
         pytest.param(["--quota", "Nope=1"], "--quota", id="unknown-quota-operation"),
         pytest.param(["--error-rate", "2"], "fault probabilities", id="probability-above-one"),
+        pytest.param(["--error-status", "200"], "4xx or 5xx", id="error-status-not-an-error"),
         pytest.param(["--datetime-encoding", "unix"], "--datetime-encoding", id="bad-choice"),
     ],
 )
@@ -267,6 +270,27 @@ async def test_bad_flags_exit_2_with_a_message_on_stderr(flags: list[str], messa
     assert message in stderr
     assert "Traceback" not in stderr
     assert "listening" not in stdout
+
+
+def test_fault_flags_set_the_injected_error_its_status_cut_replies_and_the_faulted_calls() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "emulator",
+            *("--error-rate", "0.5", "--error-code", "ThrottledException"),
+            *("--error-status", "400", "--cut-short-rate", "0.25", "--fault-calls", "3"),
+        ]
+    )
+
+    faults = config_from_args(args).faults
+
+    assert (faults.internal_error_probability, faults.cut_short_probability) == (0.5, 0.25)
+    assert (faults.error_code, faults.error_status, faults.fault_calls) == (
+        "ThrottledException",
+        400,
+        3,
+    )
 
 
 async def test_missing_seed_file_exits_2_with_a_message(tmp_path: Path) -> None:

@@ -115,6 +115,46 @@ async def test_internal_error_raises_internal_server_exception_with_retry_after(
         assert emu.service.updates == []
 
 
+@pytest.mark.parametrize(
+    ("code", "status"), [("ThrottledException", 400), ("RequestTimeoutException", 408)]
+)
+async def test_an_injected_error_code_arrives_with_its_status_in_aws_error_format(
+    make_client: ClientFactory, code: str, status: int
+) -> None:
+    faults = FaultConfig(internal_error_probability=1.0, error_code=code, error_status=status)
+    async with running_emulator(config(faults=faults)) as emu, make_client(emu.url) as client:
+        with pytest.raises(ClientError) as raised:
+            await client.update_case(domainId="demo", caseId=CASE, fields=HIGH)
+        got_code, got_status, response = error_of(raised)
+        assert (got_code, got_status) == (code, status)
+        assert response["Error"]["Message"]
+        assert "retry-after" not in response["ResponseMetadata"]["HTTPHeaders"]
+        assert emu.service.updates == []
+        assert emu.counters["UpdateCase"] == {code: 1}
+
+
+async def test_only_the_first_fault_calls_meet_faults(make_client: ClientFactory) -> None:
+    faults = FaultConfig(internal_error_probability=1.0, fault_calls=2)
+    async with running_emulator(config(faults=faults)) as emu, make_client(emu.url) as client:
+        for _ in range(2):
+            with pytest.raises(client.exceptions.InternalServerException):
+                await client.update_case(domainId="demo", caseId=CASE, fields=HIGH)
+        await client.update_case(domainId="demo", caseId=CASE, fields=HIGH)
+        assert emu.counters["UpdateCase"] == {"InternalServerException": 2, "ok": 1}
+
+
+async def test_a_reply_cut_short_surfaces_as_connection_closed_after_the_update_applied(
+    make_client: ClientFactory,
+) -> None:
+    faults = FaultConfig(cut_short_probability=1.0)
+    async with running_emulator(config(faults=faults)) as emu, make_client(emu.url) as client:
+        with pytest.raises(ConnectionClosedError) as raised:
+            await client.update_case(domainId="demo", caseId=CASE, fields=HIGH)
+        assert isinstance(raised.value.kwargs["error"], aiohttp.ClientPayloadError)
+        assert emu.service.updates[0]["caseId"] == CASE
+        assert emu.counters["UpdateCase"] == {"cut_short": 1}
+
+
 async def test_dropped_connection_surfaces_as_connection_closed_and_applies_nothing(
     make_client: ClientFactory,
 ) -> None:

@@ -50,6 +50,9 @@ def test_a_gzipped_jsonl_input_gets_a_jsonl_failures_file() -> None:
         ("flags", {"delimiter": ";;"}, "--delimiter"),
         ("env", {"BULKUPDATE_CONCURRENCY": "many"}, "BULKUPDATE_CONCURRENCY"),
         ("job", {"rate": float("nan")}, "job.toml: rate"),
+        ("flags", {"rate": float("inf")}, "--rate"),
+        ("flags", {"rate": 1e-320}, "--rate"),  # positive, but 1/rate overflows
+        ("flags", {"rate": 1e-305, "shard": "0/10000"}, "--rate"),  # the share's does
         ("job", {"ratee": 5}, "job.toml: ratee"),
     ],
 )

@@ -13,14 +13,25 @@ from bulkupdate.emulator.faults import Fault, FaultConfig, FaultInjector
 
 def test_fault_frequencies_follow_their_probabilities() -> None:
     config = FaultConfig(
-        internal_error_probability=0.1, drop_probability=0.05, drop_after_apply_probability=0.05
+        internal_error_probability=0.1,
+        drop_probability=0.05,
+        drop_after_apply_probability=0.05,
+        cut_short_probability=0.05,
     )
     injector = FaultInjector(config, random.Random(7))
     seen = Counter(injector.choose() for _ in range(20_000))
     assert seen[Fault.INTERNAL_ERROR] / 20_000 == pytest.approx(0.1, abs=0.01)
     assert seen[Fault.DROP_BEFORE_APPLY] / 20_000 == pytest.approx(0.05, abs=0.01)
     assert seen[Fault.DROP_AFTER_APPLY] / 20_000 == pytest.approx(0.05, abs=0.01)
-    assert seen[Fault.NONE] / 20_000 == pytest.approx(0.8, abs=0.015)
+    assert seen[Fault.CUT_SHORT] / 20_000 == pytest.approx(0.05, abs=0.01)
+    assert seen[Fault.NONE] / 20_000 == pytest.approx(0.75, abs=0.015)
+
+
+def test_only_the_first_fault_calls_meet_faults() -> None:
+    config = FaultConfig(cut_short_probability=1.0, fault_calls=3)
+    injector = FaultInjector(config, random.Random(7))
+    chosen = [injector.choose() for _ in range(5)]
+    assert chosen == [Fault.CUT_SHORT] * 3 + [Fault.NONE] * 2
 
 
 def test_latency_follows_the_configured_median_and_p99() -> None:
@@ -49,6 +60,10 @@ def test_no_faults_by_default() -> None:
         {"internal_error_probability": 1.5},
         {"internal_error_probability": 0.6, "drop_probability": 0.6},
         {"latency_median_ms": 50, "latency_p99_ms": 10},
+        {"internal_error_probability": 0.6, "cut_short_probability": 0.6},
+        {"error_code": "ThrottledException", "error_status": 200},
+        {"error_code": ""},
+        {"fault_calls": -1},
     ],
 )
 def test_impossible_fault_settings_are_refused(options: dict[str, float]) -> None:

@@ -58,3 +58,15 @@ async def test_gate_settles_under_the_quota_with_few_throttles(
     assert len(accepted_s) == rows
     assert goodput >= 0.97
     assert throttled / (throttled + rows) <= 0.03
+
+
+async def test_a_gate_below_a_tenth_per_second_spaces_calls_and_slows_on_throttles() -> None:
+    clock = FakeClock()
+    gate = RateGate(2.0 / 32, 1, clock)  # a shard of the default 2/s over 32
+    async with clock.auto_advance():
+        sent_s = [await gate.pass_() for _ in range(2)]
+    assert sent_s == pytest.approx([0.0, 16.0])
+    for _ in range(3):
+        gate.throttled(clock.now_s())
+        await clock.advance(30.0)
+    assert 0.0 < gate.rate_per_s < 2.0 / 32

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate.pacing.adaptive import AdaptiveRate, RateTuning
+from bulkupdate.pacing.adaptive import AdaptiveRate, RateTuning, default_floor_per_s
 from bulkupdate.pacing.bucket import TokenBucket
 
 # -- TokenBucket ------------------------------------------------------------------------------
@@ -70,7 +70,10 @@ def test_rate_change_grants_no_free_burst() -> None:
     assert reserve(bucket, 0.0) > 0.0
 
 
-@pytest.mark.parametrize(("rate_per_s", "burst"), [(0.0, 1), (-1.0, 1), (math.inf, 1), (1.0, 0)])
+@pytest.mark.parametrize(
+    ("rate_per_s", "burst"),
+    [(0.0, 1), (-1.0, 1), (math.inf, 1), (math.nan, 1), (1e-320, 1), (1.0, 0)],
+)
 def test_bucket_refuses_impossible_settings(rate_per_s: float, burst: int) -> None:
     with pytest.raises(ValueError, match=r"rate_per_s|burst"):
         TokenBucket(rate_per_s, burst)
@@ -228,6 +231,28 @@ def test_initial_rate_and_bounds_are_clamped() -> None:
         AdaptiveRate(ceiling_per_s=1.0, floor_per_s=2.0)
 
 
+@pytest.mark.parametrize(
+    ("ceiling_per_s", "floor_per_s"),
+    [(40.0, 0.1), (2.0, 0.1), (1.0, 0.05), (2.0 / 32, 0.003125), (0.05, 0.0025), (1e-307, 1e-307)],
+)
+def test_the_default_floor_is_a_twentieth_of_the_ceiling_and_at_most_a_tenth_per_second(
+    ceiling_per_s: float, floor_per_s: float
+) -> None:
+    assert default_floor_per_s(ceiling_per_s) == pytest.approx(floor_per_s)
+    assert AdaptiveRate(ceiling_per_s).floor_per_s == pytest.approx(floor_per_s)
+
+
+def test_a_ceiling_below_a_tenth_per_second_starts_there_and_throttles_cut_it() -> None:
+    control = AdaptiveRate(ceiling_per_s=2.0 / 32)  # a shard of the default 2/s over 32
+    assert control.rate_per_s == 2.0 / 32
+    now_s = 0.0
+    for _ in range(20):  # throttled, round trip after round trip
+        now_s += 30.0
+        control.on_throttle(now_s, sent_s=now_s - 0.1)
+    assert control.rate_per_s == pytest.approx(control.floor_per_s)
+    assert 0.0 < control.floor_per_s < 2.0 / 32
+
+
 events = st.lists(
     st.tuples(
         st.floats(min_value=0.0, max_value=3.0),
@@ -258,3 +283,19 @@ def test_rate_never_exceeds_ceiling_or_drops_below_floor(
         else:
             control.on_throttle(now_s, sent_s=now_s - latency_s)
         assert floor_per_s <= control.rate_per_s <= ceiling_per_s
+
+
+@given(steps=events, ceiling_per_s=st.floats(min_value=1e-300, max_value=1000.0))
+def test_any_positive_ceiling_gets_a_floor_the_rate_stays_above(
+    steps: list[tuple[float, bool, float]], ceiling_per_s: float
+) -> None:
+    control = AdaptiveRate(ceiling_per_s, tuning=RateTuning(min_span_s=0.5))
+    assert 0.0 < control.floor_per_s <= ceiling_per_s
+    now_s = 0.0
+    for gap_s, accepted, latency_s in steps:
+        now_s += gap_s
+        if accepted:
+            control.on_accept(now_s, sent_s=now_s - latency_s)
+        else:
+            control.on_throttle(now_s, sent_s=now_s - latency_s)
+        assert control.floor_per_s <= control.rate_per_s <= ceiling_per_s
