@@ -1,8 +1,9 @@
 """SIGINT and SIGTERM for a whole `bulkupdate run` process: held from the command's first line
 until the process exits, so a signal is recorded, never fatal, and the run reads what came.
 
-The only module that changes signal dispositions. Main thread only. Imports nothing heavy at
-module level: the command holds signals before it imports its dependencies.
+The product's only module that changes signal dispositions (the emulator's command has its
+own). Main thread only. Imports nothing heavy at module level: the command holds signals
+before it imports its dependencies.
 """
 
 from __future__ import annotations
