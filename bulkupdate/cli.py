@@ -1,6 +1,7 @@
 """The `bulkupdate` command: parses arguments and hands each subcommand to its module.
 
-Wires things together; owns no behaviour of its own.
+Wires things together; owns no behaviour of its own. Imports only the standard library and the
+core at module level, so the command holds SIGINT/SIGTERM (`run.signals`) before anything heavy.
 """
 
 from __future__ import annotations
@@ -8,17 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from collections.abc import Sequence
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from bulkupdate import __version__
-from bulkupdate.config import RunConfig, resolve
-from bulkupdate.emulator import cli as emulator_cli
 from bulkupdate.errors import BulkUpdateError, ConfigError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK, EXIT_USAGE
+from bulkupdate.run import signals
+
+if TYPE_CHECKING:
+    from bulkupdate.config import RunConfig
 
 # Flags of `run` that map one-to-one onto RunConfig settings (dest -> setting).
 RUN_FLAGS = (
@@ -186,6 +186,8 @@ def add_demo_parser(commands: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bulkupdate.emulator import cli as emulator_cli
+
     parser = argparse.ArgumentParser(
         prog="bulkupdate",
         description="Apply CSV/JSONL rows to Amazon Connect Cases with UpdateCase.",
@@ -200,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
+    import tomllib
+
+    from bulkupdate.config import resolve
+
     job: dict[str, Any] | None = None
     if args.job:
         try:
@@ -231,10 +237,14 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def start_run(config: RunConfig, *, bar: bool | None) -> int:
+    import anyio
+
     from bulkupdate.report import logs
     from bulkupdate.report.progress import ProgressSink
     from bulkupdate.run import job
 
+    if config.dry_run:  # it sends nothing and has no relay: a signal ends it as before
+        signals.release()
     logs.configure(fmt=config.log_format, level=config.log_level, redact=config.redact)
     result: int = anyio.run(lambda: job.run(config, progress=ProgressSink(bar=bar)))
     return result
@@ -242,6 +252,8 @@ def start_run(config: RunConfig, *, bar: bool | None) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    import anyio
 
     from bulkupdate.demo import run_demo
     from bulkupdate.report import logs
@@ -266,6 +278,8 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    import anyio
+
     from bulkupdate.report.status import show
 
     try:
@@ -282,8 +296,21 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command. Without `argv` it is this process's command line (the console script,
+    `python -m bulkupdate`): SIGINT and SIGTERM are held from here, before the imports, until
+    the process exits, so a `run` reads them whenever they come (see SignalRelay); every other
+    command gets them back before it starts. With `argv` (in-process) nothing is held."""
+    process = argv is None
+    if process:
+        signals.hold()
     args = build_parser().parse_args(argv)
-    result: int = args.handler(args)
+    if process and args.command != "run":
+        signals.release()
+    try:
+        result: int = args.handler(args)
+    finally:
+        if process:
+            signals.ignore_until_exit()  # only while still held: a run that was not a dry run
     return result
 
 

@@ -128,7 +128,8 @@ class SqliteCheckpointStore:
         if self._run_lock.held:
             raise RuntimeError("checkpoint store is already open")
         try:  # a failed open leaves the store closed, whatever it had opened on the way
-            await self._call(self._refuse_foreign_file)  # before a lock file appears beside it
+            # Before a lock file appears beside it.
+            await self._call(partial(self._refuse_unusable_file, restart))
             deadline_s = anyio.current_time() + LOCK_WAIT_S
             while not await self._call(self._run_lock.try_acquire):
                 if anyio.current_time() >= deadline_s:
@@ -206,9 +207,22 @@ class SqliteCheckpointStore:
             self._verified = False
         return self._conn
 
-    def _refuse_foreign_file(self) -> None:
-        if self._path.exists():
-            self._identify(self._connect(create=False))
+    def _refuse_unusable_file(self, restart: bool) -> None:
+        # Identified even with --restart: a file that is not a checkpoint is never written.
+        if self._path.exists() and not self._identify(self._connect(create=False)) and not restart:
+            raise self._no_job_error()
+
+    def _no_job_error(self) -> CheckpointError:
+        """For a checkpoint file that holds no job: starting it afresh would send every row
+        again, so only --restart may."""
+        return CheckpointError(
+            str(self._path),
+            "exists but holds no job. Either its -wal file, where SQLite keeps the latest "
+            "commits, was deleted (or the checkpoint copied without it) and where the job stood "
+            "is lost, or a run was killed while creating it, before it sent anything. Put the "
+            "-wal file back beside it to resume, or pass --restart to start the job over "
+            "(rows applied before are sent again)",
+        )
 
     def _identify(self, conn: sqlite3.Connection) -> bool:
         """True for a checkpoint of this schema, False for an empty database; else raise.
@@ -243,8 +257,11 @@ class SqliteCheckpointStore:
         return True
 
     def _open_sync(self, job: JobIdentity, restart: bool) -> ResumeState:
+        existed = self._conn is not None or self._path.exists()
         conn = self._connect(create=True)
         initialized = self._identify(conn)
+        if existed and not initialized and not restart:
+            raise self._no_job_error()  # a header-only file: its WAL is gone
         now = self._now().isoformat()
         if not initialized:
             conn.execute("PRAGMA journal_mode = WAL")  # persistent; cannot change in a transaction
@@ -257,6 +274,8 @@ class SqliteCheckpointStore:
                 conn.execute("INSERT INTO schema_version VALUES (?, ?)", (SCHEMA_VERSION, now))
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             stored = _read_job(conn)
+            if existed and stored is None and not restart:
+                raise self._no_job_error()
             if stored is not None and stored[0] != job and not restart:
                 raise FingerprintMismatchError(str(self._path), stored[0], job)
             if stored is None or restart:

@@ -18,12 +18,13 @@ def write_summary(path: str, summary: Mapping[str, Any]) -> None:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     rate = summary.get("achieved_rate_per_s")
+    pending = summary.get("pending", 0)
     parts = [
         f"{summary.get('end', 'finished')}:",
         f"{summary.get('applied', 0)} applied,",
         f"{summary.get('failed', 0)} failed,",
         f"{summary.get('skipped', 0)} skipped,",
-        f"{summary.get('pending', 0)} pending;",
+        f"{'-' if pending is None else pending} pending;",
         f"{summary.get('throttles', 0)} throttles,",
         f"{summary.get('retried', 0)} retries,",
         f"{rate if rate is not None else '-'} rows/s,",
@@ -38,10 +39,14 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     if summary.get("other_shards"):
         parts.append(f"({summary['other_shards']} rows left to other shards)")
     lines = [" ".join(parts)]
+    if summary.get("note"):
+        lines.append(f"  {summary['note']}")
     if summary.get("abort"):
         lines.append(f"  stopped by {summary['abort']}")
-        if summary.get("fix"):
+        if summary.get("fix") and summary.get("resumable", True):
             lines.append(f"  to fix: {summary['fix']}; then run the same command to resume")
+        elif summary.get("fix"):
+            lines.append(f"  to fix: {summary['fix']}")
     for key, label in (("failures_file", "failures"), ("checkpoint", "checkpoint")):
         if summary.get(key):
             lines.append(f"  {label}: {summary[key]}")

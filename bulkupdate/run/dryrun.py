@@ -36,7 +36,8 @@ async def dry_run(job: Job) -> int:
     config = job.config
     if job.s3 is not None and is_s3(config.input):
         job.remote = await anyio.to_thread.run_sync(RemoteInput.head, job.s3, config.input)
-    stream = fingerprint_input(config, job.remote)[2]
+    # Only stdin needs its fingerprint's replay stream; a file's fingerprint reads every byte.
+    stream = fingerprint_input(config, job.remote)[2] if config.input == "-" else None
     source = open_input(config, stream=stream, remote=job.remote)
     failed: list[Outcome] = []
     to_send = unchanged = 0

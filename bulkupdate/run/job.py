@@ -6,7 +6,6 @@ Wires the stages together; each stage's rules live in its own module.
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, contextmanager
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
+from anyio.abc import TaskStatus
 
 from bulkupdate.aws.s3 import is_s3, open_s3
 from bulkupdate.checkpoint.store import (
@@ -38,15 +38,18 @@ from bulkupdate.report.outputs import publish_summary, published
 from bulkupdate.report.progress import ProgressSink, RowTotal, RunView
 from bulkupdate.report.stats import RunStats
 from bulkupdate.report.summary import summary_line
+from bulkupdate.run import signals
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.dryrun import dry_run
 from bulkupdate.run.engine import DISPATCHED_TO, Engine, RunEnd, RunResult
+from bulkupdate.run.paths import refuse_overwrites
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
     START,
     Job,
     RemoteInput,
     fingerprint_input,
+    input_changed,
     open_input,
     peek,
     record_counter,
@@ -57,11 +60,17 @@ if TYPE_CHECKING:
     from bulkupdate.report.metrics import MetricsServer
 
 log = structlog.get_logger("bulkupdate")
+INPUT_CHANGED_FIX = (
+    "run the same command with --restart: the job must start over since its input changed "
+    "(every row is sent again)"
+)
 
 
 class SignalRelay:
     """SIGINT/SIGTERM for the whole run. During a start-up step a signal cancels the step (the
-    run ends interrupted); once the engine runs the first one drains, a second stops at once."""
+    run ends interrupted); once the engine runs the first one drains, a second stops at once.
+    One that came before the run (the command holds them from its first line, see `signals`)
+    counts as having come during start-up; after the engine, none changes how the run ended."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
@@ -91,10 +100,13 @@ class SignalRelay:
         """The engine has finished: a late signal can no longer change how the run ended."""
         self.engine = None
 
-    async def watch(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
+    async def watch(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Started with `TaskGroup.start`: signals that came before the run are taken in
+        before start-up begins."""
+        with signals.received() as received:
+            task_status.started()
+            async for signum in received:
+                name = signum.name
                 engine = self.engine
                 if engine is None:
                     log.warning("stop_requested", signal=name, during="start-up or wrap-up")
@@ -110,6 +122,7 @@ class SignalRelay:
 
 
 async def run(config: RunConfig, *, progress: ProgressSink) -> int:
+    refuse_overwrites(config)
     job = Job(config)
     shard = {"shard": config.shard.label} if config.shard is not None else {}
     bind_run(config.job_name, job.run_id, **shard)
@@ -130,7 +143,7 @@ async def _run(job: Job, progress: ProgressSink) -> int:
     code = EXIT_ABORTED
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(relay.watch)
+            await group.start(relay.watch)
             try:
                 code = await _run_with_store(job, store, progress, relay, metrics)
             except Exception as error:  # noqa: BLE001 - re-raised below, unwrapped
@@ -207,7 +220,11 @@ async def _run_with_store(
                 job, store, progress, relay, metrics, ready, state, hold, records
             )
             end_state = RunState(result.end.value)
-            return await _wrap_up(job, store, result, source, summary)
+            changed = None
+            if result.end is RunEnd.FINISHED:  # read to the end: of the input it started with?
+                changed = await anyio.to_thread.run_sync(input_changed, config, ready.fingerprint)
+                end_state = end_state if changed is None else RunState.ABORTED
+            return await _wrap_up(job, store, result, source, summary, changed)
         finally:
             try:
                 await store.finish_run(end_state.value, summary)
@@ -322,10 +339,16 @@ async def _run_engine(
 
 
 async def _wrap_up(
-    job: Job, store: CheckpointStore, result: RunResult, source: Source, summary: dict[str, Any]
+    job: Job,
+    store: CheckpointStore,
+    result: RunResult,
+    source: Source,
+    summary: dict[str, Any],
+    input_change: str | None = None,
 ) -> int:
     """The failures file, the summary (filled into `summary`, which the run's end records) and
-    the exit code of a run whose engine has ended."""
+    the exit code of a run whose engine has ended. A run whose input changed under it aborts:
+    its checkpoint is the old input's, so the job can only start over (--restart)."""
     config = job.config
     totals = await _totals(store)
     summary.update(_summary(result, totals, RunState(result.end.value)))
@@ -334,6 +357,10 @@ async def _wrap_up(
         left_s = result.settle_until_s - job.clock.now_s()
         summary["settle_until"] = (datetime.now(UTC) + timedelta(seconds=left_s)).isoformat()
         summary["unsettled_cases"] = list(result.unsettled_cases)
+    if input_change is not None:
+        summary.update(end=RunState.ABORTED.value, resumable=False)
+        summary.update(abort=input_change, fix=INPUT_CHANGED_FIX)
+        log.error("input_changed", input=config.input, message=input_change, fix=INPUT_CHANGED_FIX)
     if result.abort is not None:
         summary["abort"] = f"{result.abort.code}: {result.abort.message}"
         summary["fix"] = _fix_hint(result.abort)
@@ -356,7 +383,7 @@ async def _wrap_up(
     except Exception as error:  # noqa: BLE001 - the checkpoint still holds every row
         log.error("failures_file_not_written", path=config.failures, error=str(error))
     await _report(job, summary)
-    return _exit_code(result.end, totals)
+    return EXIT_ABORTED if input_change is not None else _exit_code(result.end, totals)
 
 
 async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int] | None:
@@ -387,7 +414,7 @@ def _startup_summary(
 ) -> dict[str, Any]:
     """The summary of a run that ended before its engine started: nothing read, nothing sent."""
     summary = RunStats().summary(job.clock.now_s() - started_s)
-    summary.update(end=end.value, pending=None)
+    summary.update(end=end.value, pending=None, note="nothing was sent")
     if error is not None:
         summary["abort"] = f"{error.code}: {error.message}"
         summary["fix"] = _fix_hint(error)

@@ -25,7 +25,7 @@ from bulkupdate.config import RunConfig
 from bulkupdate.errors import ConfigError
 from bulkupdate.fields.rows import CSV_ERROR_COLUMNS
 from bulkupdate.fields.schema import READ_ONLY_FIELD_IDS, BlankPolicy, ColumnMap, Schema
-from bulkupdate.input.fingerprint import fingerprint_file, fingerprint_stream
+from bulkupdate.input.fingerprint import changed_since, fingerprint_file, fingerprint_stream
 from bulkupdate.input.sources import Record, Source, open_source, open_stream
 from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.pacing.retry import RetryPolicy
@@ -57,6 +57,18 @@ def fingerprint_input(
         return fingerprint, config.format or "csv", stream
     with open_source(config.input, fmt=config.format, delimiter=config.delimiter) as probe:
         return fingerprint_file(config.input), probe.fmt, None
+
+
+def input_changed(config: RunConfig, fingerprint: str) -> str | None:
+    """How the input file now differs from the one whose `fingerprint` the run started with,
+    in words; None when it does not. Files only: an S3 object is read at the ETag the run
+    started with, and stdin cannot be read again."""
+    if config.input == "-" or is_s3(config.input):
+        return None
+    change = changed_since(config.input, fingerprint)
+    if change is None:
+        return None
+    return f"a change to its input: {config.input} changed during the run ({change})"
 
 
 def open_input(

@@ -1,5 +1,6 @@
 """Which checkpoint store a run uses (a SQLite file or `dynamodb://TABLE`), opening one that a
-killed run may still hold, and refusing a shard COUNT the job's checkpoints were not made with.
+killed run may still hold or that an older bulkupdate fingerprinted the input for, and refusing
+a shard COUNT the job's checkpoints were not made with.
 
 Chooses and opens stores; what a store records is `checkpoint`'s business, where checkpoints
 live is `checkpoint.locations`'.
@@ -7,8 +8,12 @@ live is `checkpoint.locations`'.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import anyio
 import structlog
 
+from bulkupdate.aws.s3 import is_s3
 from bulkupdate.checkpoint.locations import dynamodb_table, file_counts
 from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
 from bulkupdate.checkpoint.store import (
@@ -16,12 +21,14 @@ from bulkupdate.checkpoint.store import (
     CheckpointBusyError,
     CheckpointError,
     CheckpointStore,
+    FingerprintMismatchError,
     JobIdentity,
     ResumeState,
 )
 from bulkupdate.clock import Clock
 from bulkupdate.config import RunConfig
 from bulkupdate.errors import ConfigError
+from bulkupdate.input.fingerprint import is_legacy_file_fingerprint, legacy_fingerprint_file
 from bulkupdate.models import parse_shard
 
 log = structlog.get_logger("bulkupdate")
@@ -52,10 +59,12 @@ async def open_waiting(
     store: CheckpointStore, identity: JobIdentity, config: RunConfig, clock: Clock
 ) -> ResumeState:
     """Open the checkpoint. A shared one may still be leased by a container that was killed
-    (its lease is no longer renewed): wait for it to lapse rather than fail the retry."""
+    (its lease is no longer renewed): wait for it to lapse rather than fail the retry. One that
+    an older bulkupdate made identifies the input its own way: see `legacy_identity`."""
     wait_s = config.checkpoint_lease if config.checkpoint.startswith(DYNAMODB) else 0.0
     retry_s = min(BUSY_RETRY_S, config.checkpoint_lease / 3)
     deadline_s = clock.now_s() + wait_s + retry_s
+    legacy_tried = False
     while True:
         try:
             return await store.open(identity, restart=config.restart)
@@ -64,6 +73,40 @@ async def open_waiting(
                 raise
             log.warning("checkpoint_busy_waiting", checkpoint=config.checkpoint, retry_s=retry_s)
             await clock.sleep(retry_s)
+        except FingerprintMismatchError as error:
+            legacy = None if legacy_tried else await legacy_identity(error, identity, config)
+            if legacy is None:
+                raise
+            identity, legacy_tried = legacy, True
+
+
+async def legacy_identity(
+    error: FingerprintMismatchError, identity: JobIdentity, config: RunConfig
+) -> JobIdentity | None:
+    """The job under the size-and-first-MiB fingerprint that checkpoints made before the
+    whole-file hash hold, when the refused checkpoint holds one and the input file still has
+    it; else None. Such a job keeps that weaker check until it is restarted."""
+    stored = error.stored
+    if config.input == "-" or is_s3(config.input):
+        return None  # their fingerprints did not change
+    if not is_legacy_file_fingerprint(stored.fingerprint):
+        return None
+    legacy = replace(identity, fingerprint=stored.fingerprint)
+    if legacy != stored:  # another job name or format: refused for that
+        return None
+    try:
+        now = await anyio.to_thread.run_sync(legacy_fingerprint_file, config.input)
+    except OSError:
+        return None
+    if now != stored.fingerprint:
+        return None
+    log.warning(
+        "checkpoint_legacy_fingerprint",
+        checkpoint=config.checkpoint,
+        detail="made by an older bulkupdate that knows the input by its size and first MiB: "
+        "the job resumes, checked that way until it is restarted",
+    )
+    return legacy
 
 
 async def check_shard_count(config: RunConfig) -> None:

@@ -158,6 +158,39 @@ async def test_a_checkpoint_from_a_newer_bulkupdate_is_refused(db_path: Path) ->
     await store.close()
 
 
+async def header_only_copy(db_path: Path) -> bytes:
+    """The checkpoint file of a job as it is on disk while its commits are still in the WAL:
+    what is left when the -wal file is deleted or the checkpoint copied without it."""
+    live = SqliteCheckpointStore(db_path.with_name("live.sqlite"))
+    await live.open(JOB, restart=False)
+    await live.commit([outcome(0)], point(1), {})
+    data = db_path.with_name("live.sqlite").read_bytes()
+    await live.close()
+    return data
+
+
+@pytest.mark.parametrize("left", ["header only (its WAL deleted)", "empty"])
+async def test_a_checkpoint_file_that_holds_no_job_is_refused_unless_restart(
+    db_path: Path, left: str
+) -> None:
+    data = await header_only_copy(db_path) if left.startswith("header") else b""
+    db_path.write_bytes(data)
+    store = SqliteCheckpointStore(db_path)
+
+    with pytest.raises(CheckpointError) as refused:
+        await store.open(JOB, restart=False)
+    await store.close()
+
+    assert str(db_path) in str(refused.value)
+    assert "holds no job" in str(refused.value)
+    assert "--restart" in str(refused.value)
+    assert db_path.read_bytes() == data, "refused means untouched"
+    assert not db_path.with_name("job.sqlite.lock").exists(), "not even a lock file beside it"
+    state = await store.open(JOB, restart=True)
+    assert (state.resume_point, state.runs) == (ResumePoint(0, 1), 1)
+    await store.close()
+
+
 async def test_looking_at_a_missing_checkpoint_does_not_create_it(db_path: Path) -> None:
     store = SqliteCheckpointStore(db_path)
 

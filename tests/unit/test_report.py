@@ -71,3 +71,20 @@ async def test_failures_stream_from_an_async_source_in_pages(tmp_path: Path) -> 
     assert len(lines) == 1204
     assert lines[-1] == "C-1202,x,invalid_number,line 1204: bad"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_summary_line_says_when_nothing_was_sent() -> None:
+    line = summary_line({"end": "interrupted", "pending": None, "note": "nothing was sent"})
+    assert line.splitlines()[:2] == [
+        "interrupted: 0 applied, 0 failed, 0 skipped, - pending; 0 throttles, 0 retries, "
+        "- rows/s, 0 s",
+        "  nothing was sent",
+    ]
+
+
+def test_summary_line_of_a_run_only_a_restart_resumes_does_not_say_run_the_same_command() -> None:
+    summary = {"end": "aborted", "abort": "a change to its input", "fix": "pass --restart"}
+    resumable = summary_line(summary).splitlines()
+    restart_only = summary_line({**summary, "resumable": False}).splitlines()
+    assert resumable[-1] == "  to fix: pass --restart; then run the same command to resume"
+    assert restart_only[-1] == "  to fix: pass --restart"
