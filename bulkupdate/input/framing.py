@@ -1,4 +1,5 @@
-"""Framing: split an iterator of byte lines into CSV or JSONL records with exact byte offsets.
+"""Framing: split an iterator of byte lines into CSV or JSONL records with exact byte offsets. A
+record holds at most MAX_RECORD_BYTES; one that cannot be read is one error record, never more.
 
 Pure over the lines it is given: no opening, seeking or closing files (that is `sources`).
 """
@@ -7,14 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from bulkupdate.errors import InputError
+from bulkupdate.input.linefeed import LineFeed, RecordFullError, skip_line
 
-# (index of the line within its record, that line's bytes, the decode failure)
-_BadLine = tuple[int, bytes, UnicodeDecodeError]
+# UpdateCase takes at most 220 fields of at most 4,100 characters: at 4 UTF-8 bytes a character
+# that is 3.4 MiB, plus quoting and the case id. No record a run could send is larger. A quoted
+# CSV field still open when its record reaches this bound is an unterminated quote.
+MAX_RECORD_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +35,8 @@ class Record:
     """One input record, or one that failed to parse (then `values` is None and `error` says why).
 
     `offset`/`end_offset` are byte positions in the uncompressed stream; `raw` is the record's exact
-    bytes including its line terminator, so a failures file can reproduce it byte for byte.
+    bytes including its line terminator, so a failures file can reproduce it byte for byte. Only a
+    record larger than MAX_RECORD_BYTES has a shorter `raw`: its first MAX_RECORD_BYTES bytes.
     """
 
     line: int
@@ -51,50 +56,76 @@ class CsvFraming:
     """csv.reader fed line by line: it pulls only the lines a record needs, so the bytes of the
     lines it pulled since the last record are exactly that record's bytes.
 
+    A record is at most `bound_bytes`. A quoted field still open when the next line would take its
+    record past the bound, or at the end of the input, is an unterminated quote: the record is its
+    first line only, failed, and reading goes on from the line after it. A first line alone past
+    the bound is a failed record of that line.
+
     Reads and checks the header on construction; `records` then continues from wherever the
     underlying stream is, so the caller may seek between the two.
     """
 
-    __slots__ = ("_bad", "_pending", "_reader", "header", "header_bytes", "header_lines")
+    __slots__ = (
+        "_bound",
+        "_delimiter",
+        "_feed",
+        "_reader",
+        "header",
+        "header_bytes",
+        "header_lines",
+    )
 
-    def __init__(self, lines: Iterator[bytes], *, path: str, delimiter: str = ",") -> None:
-        self._pending: list[bytes] = []  # bytes of the lines pulled for the current record
-        self._bad: list[_BadLine] = []
-        self._reader = csv.reader(self._decoded(lines), delimiter=delimiter, strict=True)
+    def __init__(
+        self,
+        lines: Iterator[bytes],
+        *,
+        path: str,
+        delimiter: str = ",",
+        bound_bytes: int = MAX_RECORD_BYTES,
+    ) -> None:
+        # Process-wide: raised to the bound (a field never exceeds its record), never lowered.
+        if csv.field_size_limit() < MAX_RECORD_BYTES:
+            csv.field_size_limit(MAX_RECORD_BYTES)
+        self._bound, self._delimiter = bound_bytes, delimiter
+        self._feed = feed = LineFeed(lines, bound_bytes)
         try:
-            header = next(self._reader, None)
+            lines_read = _without_bom(feed.lines())
+            header = next(csv.reader(lines_read, delimiter=delimiter, strict=True), None)
         except csv.Error as exc:
             raise InputError(path, f"unreadable header row: {exc}", line=1) from None
+        except RecordFullError:
+            bound = _bound_text(bound_bytes)
+            message = f"header row larger than {bound}"
+            if feed.pending:  # csv.reader asked for another line: a quote still open
+                message = f"unterminated quote in the header row: no closing quote within {bound}"
+            raise InputError(path, message, line=1) from None
         if header is None:
             raise InputError(path, "file is empty; expected a header row", line=1)
-        if self._bad:
-            _, _, decode_error = self._bad[0]
+        if feed.bad:
+            _, _, decode_error = feed.bad[0]
             raise InputError(path, f"header is not valid UTF-8: {decode_error.reason}", line=1)
         _check_header(path, header)
         self.header = tuple(header)
-        self.header_bytes = sum(map(len, self._pending))
-        self.header_lines: int = self._reader.line_num
-        self._pending.clear()
+        self.header_bytes = sum(map(len, feed.pending))
+        self.header_lines = len(feed.pending)
+        feed.clear()
+        self._reader = self._read_on()
 
     def records(self, *, offset: int, line: int, start_offset: int = 0) -> Iterator[Record]:
         """Records from the stream's current position, which is byte `offset` and line `line`.
 
         Records starting before `start_offset` are parsed (to find where they end) but not yielded.
         """
-        reader, pending, bad, header = self._reader, self._pending, self._bad, self.header
+        header, pending, bad = self.header, self._feed.pending, self._feed.bad
         width = len(header)
-        line_delta = line - 1 - reader.line_num  # physical line minus csv.reader's line count
-        consumed = reader.line_num
         position = offset
         while True:
             try:
-                for row in reader:
-                    line = consumed + 1 + line_delta
-                    consumed = reader.line_num
-                    raw = pending[0] if len(pending) == 1 else b"".join(pending)
+                for row in self._reader:  # the hot loop: lists cleared in place, no calls
+                    count = len(pending)
+                    raw = pending[0] if count == 1 else b"".join(pending)
                     pending.clear()
-                    offset = position
-                    position += len(raw)
+                    offset, position = position, position + len(raw)
                     if not row or offset < start_offset:  # blank line, or before the resume point
                         bad.clear()
                     elif bad:
@@ -103,61 +134,93 @@ class CsvFraming:
                         error = _utf8_error(exc, line_bytes, line + index)
                         yield Record(line, offset, position, raw, None, error)
                     elif len(row) != width:
-                        error = RecordError(f"expected {width} fields, got {len(row)}", line)
+                        error = _ragged(width, len(row), line, count)
                         yield Record(line, offset, position, raw, None, error)
                     else:
                         yield Record(
                             line, offset, position, raw, dict(zip(header, row, strict=True))
                         )
+                    line += count
                 return
+            except RecordFullError as full:
+                record: Record | None = self._refused(full.line, line, position)
             except csv.Error as exc:
-                # csv.reader resets on its next call; the rest of the bad line is already consumed.
-                error = RecordError(f"malformed CSV: {exc}", reader.line_num + line_delta)
-                line = consumed + 1 + line_delta
-                consumed = reader.line_num
-                raw = b"".join(pending)
-                pending.clear()
-                bad.clear()
-                offset = position
-                position += len(raw)
-                if raw and offset >= start_offset:
-                    yield Record(line, offset, position, raw, None, error)
+                record = self._malformed(exc, line, position)
+            if record is None:
+                continue
+            position, line = record.end_offset, record.next_line
+            if record.offset >= start_offset:
+                yield record
 
-    def _decoded(self, lines: Iterator[bytes]) -> Iterator[str]:
-        pending, bad = self._pending, self._bad
-        for raw in lines:
-            pending.append(raw)
-            yield _decode(raw, len(pending) - 1, bad).removeprefix("\ufeff")  # BOM: first line only
-            break
-        for raw in lines:  # the hot loop: one append and one decode per physical line
-            pending.append(raw)
-            try:
-                text = raw.decode()
-            except UnicodeDecodeError:
-                text = _decode(raw, len(pending) - 1, bad)
-            yield text
+    def _read_on(self) -> Iterator[list[str]]:
+        """A csv.reader over the feed's lines from where it stands (one refusing a line ends)."""
+        return csv.reader(self._feed.lines(), delimiter=self._delimiter, strict=True)
+
+    def _refused(self, refused: bytes, line: int, offset: int) -> Record:
+        """The feed refused a line: the record would pass the bound."""
+        feed, bound = self._feed, self._bound
+        if not feed.pending:  # its first line alone is past the bound
+            size = feed.skip_line(refused)
+            feed.clear()
+            self._reader = self._read_on()
+            return Record(
+                line, offset, offset + size, refused[:bound], None, _too_large(line, size, bound)
+            )
+        raw = feed.take_first(refused)
+        self._reader = self._read_on()
+        return self._unterminated(
+            raw, line, offset, f"no closing quote within {_bound_text(bound)}"
+        )
+
+    def _malformed(self, exc: csv.Error, line: int, offset: int) -> Record | None:
+        feed = self._feed
+        if not feed.pending:
+            return None
+        if feed.ended:  # csv.reader's "unexpected end of data": a quoted field still open
+            raw = feed.take_first()
+            self._reader = self._read_on()
+            return self._unterminated(raw, line, offset, "no closing quote before the end of input")
+        # csv.reader resets on its next call; the rest of the bad line is already consumed.
+        error = RecordError(f"malformed CSV: {exc}", line + len(feed.pending) - 1)
+        raw = feed.take()
+        return Record(line, offset, offset + len(raw), raw, None, error)
+
+    def _unterminated(self, raw: bytes, line: int, offset: int, why: str) -> Record:
+        column = _open_quote_column(raw.decode(errors="replace"), self._delimiter)
+        error = RecordError(f"unterminated quote from line {line}: {why}", line, column)
+        return Record(line, offset, offset + len(raw), raw, None, error)
 
 
 def jsonl_records(
-    lines: Iterator[bytes], *, offset: int, line: int, start_offset: int = 0
+    lines: Iterable[bytes],
+    *,
+    offset: int,
+    line: int,
+    start_offset: int = 0,
+    bound_bytes: int = MAX_RECORD_BYTES,
 ) -> Iterator[Record]:
-    """One JSON object per line, from byte `offset` and line `line`; blank lines are skipped."""
+    """One JSON object per line, from byte `offset` and line `line`; blank lines are skipped. A
+    line longer than `bound_bytes` is a failed record holding its first `bound_bytes`."""
     position = offset
-    for raw in lines:
+    pieces = iter(lines)
+    for raw in pieces:
         offset = position
-        position += len(raw)
+        size = len(raw)
+        if size > bound_bytes:
+            size = skip_line(raw, lambda: next(pieces, b""))
+        position += size
         this_line = line
         line += 1
         if offset < start_offset or raw.isspace():
             continue
+        if size > bound_bytes:
+            error = _too_large(this_line, size, bound_bytes)
+            yield Record(this_line, offset, position, raw[:bound_bytes], None, error)
+            continue
         try:
             value = _JSON.decode(raw.decode())
-        except UnicodeDecodeError as exc:
-            error = _utf8_error(exc, raw, this_line)
-        except json.JSONDecodeError as exc:
-            error = RecordError(f"invalid JSON: {exc.msg}", this_line, exc.colno)
-        except (ValueError, RecursionError) as exc:  # NaN/Infinity, or absurdly deep nesting
-            error = RecordError(f"invalid JSON: {exc}", this_line)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            error = _json_error(exc, raw, this_line)
         else:
             if type(value) is dict:
                 yield Record(this_line, offset, position, raw, value)
@@ -167,6 +230,16 @@ def jsonl_records(
                 f"expected a JSON object, got {type(value).__name__}", this_line, column
             )
         yield Record(this_line, offset, position, raw, None, error)
+
+
+def _json_error(exc: Exception, raw: bytes, line: int) -> RecordError:
+    if isinstance(exc, UnicodeDecodeError):
+        return _utf8_error(exc, raw, line)
+    if isinstance(exc, json.JSONDecodeError):
+        return RecordError(f"invalid JSON: {exc.msg}", line, exc.colno)
+    if isinstance(exc, RecursionError):  # thousands of nested [ or {
+        return RecordError("invalid JSON: nested too deeply to read", line)
+    return RecordError(f"invalid JSON: {exc}", line)  # NaN or Infinity
 
 
 def _reject_constant(name: str) -> Any:
@@ -189,13 +262,51 @@ def _check_header(path: str, header: list[str]) -> None:
         seen.add(name)
 
 
-def _decode(raw: bytes, index: int, bad: list[_BadLine]) -> str:
-    """Slow path: note the bad line for its record, and give csv.reader text it can still split."""
-    try:
-        return raw.decode()
-    except UnicodeDecodeError as exc:
-        bad.append((index, raw, exc))
-        return raw.decode(errors="replace")
+def _bound_text(size_bytes: int) -> str:
+    """4194304 -> "4 MiB", for messages."""
+    return f"{size_bytes >> 20} MiB" if size_bytes % (1 << 20) == 0 else f"{size_bytes} bytes"
+
+
+def _too_large(line: int, size_bytes: int, bound_bytes: int) -> RecordError:
+    message = f"record larger than {_bound_text(bound_bytes)} ({size_bytes} bytes; "
+    return RecordError(message + f"only its first {bound_bytes} are kept)", line)
+
+
+def _ragged(width: int, got: int, line: int, lines: int) -> RecordError:
+    message = f"expected {width} fields, got {got}"
+    if lines > 1:  # a quote that closed lines later: say so, the cause is rarely on that line
+        message += f" (a quoted field spans lines {line}-{line + lines - 1}: check its quotes)"
+    return RecordError(message, line)
+
+
+def _open_quote_column(text: str, delimiter: str) -> int | None:
+    """The 1-based column of the quote that opens the field still open at the end of `text`, read
+    as csv.reader does (a doubled quote inside quotes is one quote)."""
+    opened, quoted, start = None, False, True
+    position, end = 0, len(text)
+    while position < end:
+        char = text[position]
+        position += 1
+        if quoted:
+            if char == '"':
+                if position < end and text[position] == '"':
+                    position += 1  # an escaped quote
+                else:
+                    quoted, start = False, False
+        elif char == delimiter:
+            start = True
+        elif char == '"' and start:
+            quoted, opened = True, position
+        else:
+            start = False
+    return opened if quoted else None
+
+
+def _without_bom(lines: Iterator[str]) -> Iterator[str]:
+    for text in lines:
+        yield text.removeprefix("\ufeff")  # the BOM: first line only
+        break
+    yield from lines
 
 
 def _utf8_error(exc: UnicodeDecodeError, line_bytes: bytes, line: int) -> RecordError:

@@ -1,6 +1,7 @@
 """Input sources: open CSV/JSONL files, `.gz` or stdin and resume them at a byte offset.
 
-Synchronous and bounded in memory: never reads a whole file. No asyncio, no network, no schema.
+Synchronous and bounded in memory: never reads a whole file, nor a whole line longer than a
+record may be. No asyncio, no network, no schema.
 """
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ import os
 import sys
 import zlib
 from collections.abc import Iterator
+from functools import partial
 from types import TracebackType
 from typing import Literal, Protocol
 
 from bulkupdate.errors import ConfigError, InputError
-from bulkupdate.input.framing import CsvFraming, Record, RecordError, jsonl_records
+from bulkupdate.input.framing import (
+    MAX_RECORD_BYTES,
+    CsvFraming,
+    Record,
+    RecordError,
+    jsonl_records,
+)
 
 __all__ = ["ByteStream", "Format", "Record", "RecordError", "Source", "open_source", "open_stream"]
 
@@ -24,13 +32,16 @@ _FORMAT_NAMES: dict[str, Format] = {"csv": "csv", "jsonl": "jsonl", "ndjson": "j
 _BOM = b"\xef\xbb\xbf"
 # Failures of the byte stream itself (truncated or corrupt gzip, I/O errors) end the whole file.
 _READ_ERRORS = (OSError, EOFError, zlib.error)
+# Lines are read at most this long, so a line with no end in sight never fills memory: a longer
+# line comes in pieces, each but the last this long and not ending in b"\n" (framing's contract).
+_PIECE_BYTES = MAX_RECORD_BYTES + 1
 
 
 class ByteStream(Protocol):
     """What a Source reads: a binary file, `gzip.GzipFile`, `sys.stdin.buffer` or `io.BytesIO`."""
 
-    def __iter__(self) -> Iterator[bytes]: ...
     def read(self, size: int = -1, /) -> bytes: ...
+    def readline(self, size: int = -1, /) -> bytes: ...
     def seek(self, offset: int, whence: int = 0, /) -> int: ...
     def fileno(self) -> int: ...
     def close(self) -> None: ...
@@ -146,8 +157,9 @@ class Source:
 
     def _lines(self) -> Iterator[bytes]:
         # Binary readline splits on b"\n" only, so "\r\n" stays in the line and in the byte count.
+        readline = self._stream.readline
         try:
-            yield from self._stream
+            yield from iter(partial(readline, _PIECE_BYTES), b"")
         except _READ_ERRORS as exc:
             raise InputError(self.path, f"cannot read input: {exc}") from exc
 

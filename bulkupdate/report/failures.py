@@ -1,7 +1,8 @@
 """The failures file: every failed row of the job, rebuilt from the checkpoint in the input's
 format with its error code and message, so it can be fixed and fed back as input.
 
-Writes the file atomically, page by page; decides nothing about the run.
+Writes the file atomically, page by page, whatever bytes a row holds; decides nothing about the
+run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 
 from bulkupdate.fields.rows import CSV_ERROR_COLUMNS, JSON_ERROR_MEMBER
+from bulkupdate.input.framing import MAX_RECORD_BYTES
 from bulkupdate.models import Outcome
 from bulkupdate.report.atomic import finish, open_text, temporary_path
 
@@ -23,6 +25,9 @@ ERROR_MESSAGE_COLUMN = "error_message"
 
 
 PAGE_ROWS = 500  # failed rows formatted per write: memory stays flat on huge failure counts
+# A row's bytes copied at most: no record read today is longer (framing cuts one that is), but a
+# checkpoint written before that bound may hold longer ones.
+MAX_ROW_BYTES = MAX_RECORD_BYTES
 
 
 def _csv_lines(rows: Iterable[Sequence[str]], delimiter: str) -> str:
@@ -43,14 +48,18 @@ def failures_csv_rows(
     kept = [c for c in header if c not in CSV_ERROR_COLUMNS]
     rows = []
     for outcome in failed:
-        text = (outcome.raw or b"").decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
-        parsed = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        text, message = _copyable(outcome)
+        text = text.lstrip("\ufeff")
+        try:
+            parsed = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
+        except csv.Error:  # unreadable (a stray quote, say): its text whole, in one cell
+            parsed = [text]
         if len(parsed) == len(header):
             values = dict(zip(header, parsed, strict=True))
             cells = [values[c] for c in kept]
         else:  # a ragged row stays ragged, cells intact, so fed back it fails again
             cells = parsed
-        rows.append([*cells, outcome.error_code or "", outcome.error_message or ""])
+        rows.append([*cells, outcome.error_code or "", message or ""])
     return _csv_lines(rows, delimiter)
 
 
@@ -58,19 +67,32 @@ def failures_jsonl(failed: Iterable[Outcome]) -> str:
     """Each original object with an `error` member ({"code", "message"})."""
     lines = []
     for outcome in failed:
-        raw = (outcome.raw or b"").decode("utf-8", errors="surrogateescape")
+        raw, message = _copyable(outcome)
         text = raw.rstrip("\r\n").lstrip("\ufeff")
-        error = {"code": outcome.error_code, "message": outcome.error_message}
+        error = {"code": outcome.error_code, "message": message}
         try:
             original: Any = json.loads(text)
-        except ValueError:
-            original = None
-        if isinstance(original, dict):
-            original[JSON_ERROR_MEMBER] = error
-            lines.append(json.dumps(original, ensure_ascii=False))
-        else:  # unreadable record: keep its text so nothing is lost
-            lines.append(json.dumps({"raw": text, JSON_ERROR_MEMBER: error}, ensure_ascii=False))
+            if isinstance(original, dict):
+                original[JSON_ERROR_MEMBER] = error
+                lines.append(json.dumps(original, ensure_ascii=False))
+                continue
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read or write
+            pass
+        # unreadable record: keep its text so nothing is lost
+        lines.append(json.dumps({"raw": text, JSON_ERROR_MEMBER: error}, ensure_ascii=False))
     return "".join(line + "\n" for line in lines)
+
+
+def _copyable(outcome: Outcome) -> tuple[str, str | None]:
+    """The row's text (bytes that are not UTF-8 kept by surrogateescape) and its error message,
+    which says so when the text was cut to MAX_ROW_BYTES."""
+    raw, message = outcome.raw or b"", outcome.error_message
+    if len(raw) > MAX_ROW_BYTES:
+        message = (message or "") + (
+            f" [the failures file kept the first {MAX_ROW_BYTES} of this row's {len(raw)} bytes]"
+        )
+        raw = raw[:MAX_ROW_BYTES]
+    return raw.decode("utf-8", errors="surrogateescape"), message
 
 
 async def write_failures(

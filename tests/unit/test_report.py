@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from bulkupdate.input.sources import open_source
 from bulkupdate.models import Outcome, RowStatus
-from bulkupdate.report.failures import write_failures
+from bulkupdate.report.failures import MAX_ROW_BYTES, write_failures
 from bulkupdate.report.summary import summary_line
 
 
@@ -88,3 +92,65 @@ def test_summary_line_of_a_run_only_a_restart_resumes_does_not_say_run_the_same_
     restart_only = summary_line({**summary, "resumable": False}).splitlines()
     assert resumable[-1] == "  to fix: pass --restart; then run the same command to resume"
     assert restart_only[-1] == "  to fix: pass --restart"
+
+
+# --- rows that no reader can take apart
+
+
+async def test_an_unreadable_csv_row_is_copied_whole_into_one_cell_so_fed_back_it_fails_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.csv"
+    raw = b'C-1,"Bob\n'  # an unterminated quote: a lenient reader would make it C-1,Bob
+    await write_failures(
+        str(path), "csv", [failed(raw, "unreadable_record")], header=("case_id", "name")
+    )
+
+    assert path.read_text() == (
+        'case_id,name,error_code,error_message\n"C-1,""Bob\n",unreadable_record,line 2: bad\n'
+    )
+    with open_source(path) as source:
+        [record] = list(source)
+    assert record.error is not None
+    assert record.error.message.startswith("expected 4 fields, got 3")
+
+
+async def test_a_csv_row_with_a_field_past_csvs_limit_is_still_written(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    csv.field_size_limit(1000)
+    try:
+        path = tmp_path / "f.csv"
+        raw = b"C-1," + b"n" * 5000 + b"\n"
+        await write_failures(
+            str(path), "csv", [failed(raw, "too_long")], header=("case_id", "notes")
+        )
+    finally:
+        csv.field_size_limit(limit)
+
+    _, row = list(csv.reader(io.StringIO(path.read_text())))
+    assert row == [raw.decode(), "too_long", "line 2: bad"]  # one cell: nothing lost
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_a_row_too_big_to_copy_is_cut_to_the_bound_with_a_note(
+    tmp_path: Path, fmt: str
+) -> None:
+    path = tmp_path / f"f.{fmt}"
+    raw = b"C-1," + b"x" * (MAX_ROW_BYTES + 10) + b"\n"
+
+    await write_failures(str(path), fmt, [failed(raw, "unreadable")], header=("case_id", "note"))
+
+    text = path.read_text()
+    assert text.count("x") == MAX_ROW_BYTES - len("C-1,")
+    note = f"[the failures file kept the first {MAX_ROW_BYTES} of this row's {len(raw)} bytes]"
+    assert "line 2: bad " + note in text
+
+
+async def test_a_jsonl_row_nested_too_deeply_to_read_is_kept_as_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+
+    await write_failures(str(path), "jsonl", [failed(deep, "unreadable_record")], header=None)
+
+    [line] = path.read_text().splitlines()
+    assert json.loads(line)["raw"] == deep.decode().rstrip("\n")

@@ -5,7 +5,6 @@ import gzip
 import io
 import json
 import sys
-from collections.abc import Iterator
 from itertools import islice, pairwise
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bulkupdate.errors import ConfigError, InputError
+from bulkupdate.input.framing import MAX_RECORD_BYTES
 from bulkupdate.input.sources import Record, RecordError, open_source, open_stream
 
 
@@ -165,13 +165,24 @@ def test_a_malformed_quote_fails_alone_and_parsing_resumes_on_the_next_line(
     assert records[1].offset == records[0].end_offset
 
 
-def test_an_unterminated_quote_at_the_end_of_the_file_is_an_error_record(tmp_path: Path) -> None:
-    records = read_all(write(tmp_path, "in.csv", b'case_id,note\nc1,ok\nc2,"never\nclosed\n'))
+def test_an_unterminated_quote_fails_its_first_line_alone_and_the_next_lines_are_read_again(
+    tmp_path: Path,
+) -> None:
+    data = b'case_id,note\nc1,ok\nc2,"never\nclosed\nc3,also\n'
+    records = read_all(write(tmp_path, "in.csv", data))
 
-    assert records[0].values == {"case_id": "c1", "note": "ok"}
-    assert records[1].values is None
-    assert records[1].line == 3
-    assert records[1].raw == b'c2,"never\nclosed\n'
+    assert [r.values for r in records] == [
+        {"case_id": "c1", "note": "ok"},
+        None,
+        None,
+        {"case_id": "c3", "note": "also"},
+    ]
+    why = "unterminated quote from line 3: no closing quote before the end of input"
+    assert records[1].error == RecordError(why, line=3, column=4)
+    assert (records[1].line, records[1].raw) == (3, b'c2,"never\n')
+    assert records[2].error == RecordError("expected 2 fields, got 1", line=4)
+    assert [r.line for r in records] == [2, 3, 4, 5]
+    assert b"".join(r.raw for r in records) == data[records[0].offset :]
 
 
 def test_undecodable_utf8_in_a_csv_row_fails_alone_with_its_line_and_column(
@@ -186,6 +197,37 @@ def test_undecodable_utf8_in_a_csv_row_fails_alone_with_its_line_and_column(
     assert (records[0].error.line, records[0].error.column) == (3, 2)
     assert records[0].raw == b'c1,"multi\nl\xffine"\n'
     assert records[1].values == {"case_id": "c2", "note": "ok"}
+
+
+class PieceCounter(io.BytesIO):
+    """A stream that notes the longest line piece it handed out."""
+
+    longest = 0
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        piece = super().readline(size)
+        self.longest = max(self.longest, len(piece))
+        return piece
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_line_longer_than_the_bound_is_read_in_pieces_and_fails_alone_holding_its_head(
+    fmt: str,
+) -> None:
+    header, after = (b"case_id,note\n", b"c2,ok\n") if fmt == "csv" else (b"", b'{"c": 2}\n')
+    long_line = b"c1," + b"x" * (2 * MAX_RECORD_BYTES) + b"\n"
+    stream = PieceCounter(header + long_line + after)
+
+    with open_stream(stream, name="-", fmt=fmt) as source:
+        big, good = list(source)
+
+    assert stream.longest <= MAX_RECORD_BYTES + 1, "a line is never held whole"
+    assert big.error is not None
+    assert big.error.message.startswith("record larger than 4 MiB")
+    assert big.raw == long_line[:MAX_RECORD_BYTES]
+    assert (big.offset, big.end_offset) == (len(header), len(header) + len(long_line))
+    assert good.error is None
+    assert good.line == big.next_line == len(header.splitlines()) + 2
 
 
 # --- header problems
@@ -369,13 +411,11 @@ def test_an_open_stream_is_read_lazily_and_left_open() -> None:
 
         def __init__(self) -> None:
             self.closed = False
+            self.lines = 0
 
-        def __iter__(self) -> Iterator[bytes]:
-            yield b"case_id\n"
-            n = 0
-            while True:
-                n += 1
-                yield b"c%d\n" % n
+        def readline(self, size: int = -1, /) -> bytes:
+            self.lines += 1
+            return b"case_id\n" if self.lines == 1 else b"c%d\n" % (self.lines - 1)
 
         def read(self, size: int = -1, /) -> bytes:
             raise AssertionError("not expected")
