@@ -12,7 +12,11 @@ Pure: stdlib only. No I/O, no sleeping; callers pass the time in.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+Tell = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +45,15 @@ class OutageWatch:
         "_probing",
         "_recent",
         "_rule",
+        "_tell",
         "since_s",
     )
 
-    def __init__(self, now_s: float, rule: OutageRule | None = None) -> None:
+    def __init__(
+        self, now_s: float, rule: OutageRule | None = None, tell: Tell | None = None
+    ) -> None:
         self._rule = rule or OutageRule()
+        self._tell = tell  # told `outage_started` and `outage_ended`
         self._recent: deque[bool] = deque(maxlen=self._rule.window)  # True: failed transiently
         self._last_up_s = now_s  # the start counts as up: nothing failed yet
         self._failures_since_up = 0
@@ -59,6 +67,8 @@ class OutageWatch:
 
     def up(self, now_s: float) -> None:
         """The service answered something other than a transient failure."""
+        if self.since_s is not None and self._tell is not None:
+            self._tell("outage_ended", {"lasted_s": round(now_s - self.since_s, 3)})
         self._recent.append(False)
         self._last_up_s = now_s
         self._failures_since_up = 0
@@ -82,6 +92,8 @@ class OutageWatch:
             if quiet or mostly:
                 self.since_s = now_s
                 self._next_probe_s = now_s + rule.probe_interval_s
+                if self._tell is not None:
+                    self._tell("outage_started", {"probe_interval_s": rule.probe_interval_s})
         return self.since_s is not None
 
     def may_send(self, now_s: float) -> bool:

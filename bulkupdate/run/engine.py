@@ -7,7 +7,6 @@ Orchestration only: never imports aiobotocore; time and sleep come from the inje
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from bulkupdate.checkpoint.store import CheckpointStore
 from bulkupdate.clock import Clock
 from bulkupdate.errors import BulkUpdateError, CallError, ErrorKind
-from bulkupdate.fields.rows import Row, case_id_of, prepare
+from bulkupdate.fields.rows import Row
 from bulkupdate.fields.schema import ColumnMap
 from bulkupdate.input.sources import Record
 from bulkupdate.models import Outcome, ResumePoint, RowStatus, Shard
@@ -30,16 +29,10 @@ from bulkupdate.pacing.outage import OutageRule, OutageWatch
 from bulkupdate.pacing.retry import GiveUp, RetryPolicy
 from bulkupdate.report.stats import RunStats
 from bulkupdate.run.cases import CasesApi
+from bulkupdate.run.chunks import Chunk, Chunks, Skip
+from bulkupdate.run.commits import Commits
 from bulkupdate.run.ordering import CaseLanes, Frontier
 from bulkupdate.run.settle import ResumeHold, SettleHolds
-
-READ_CHUNK = 256  # records parsed per trip to the reader thread
-# Checkpoint commits failing this many times in a row stop the run: sending on without
-# recording would only grow what a crash re-sends.
-MAX_FAILED_COMMITS = 4
-# The counter that records how far rows may have been sent: every record before this offset.
-# A run that follows one that may have left calls unsettled holds those rows' cases.
-DISPATCHED_TO = "dispatched_to_offset"
 
 
 class RunEnd(StrEnum):
@@ -63,13 +56,8 @@ class EngineSettings:
     settle_period_s: float = 120.0
     outage_timeout_s: float = 300.0  # an outage this long stops the run (rows stay pending)
     outage_rule: OutageRule = field(default_factory=OutageRule)
-
-
-class _Skip(Enum):
-    """Why a chunk passes over a record instead of handing it on as a row."""
-
-    RESOLVED_BEFORE = "resolved by an earlier run"
-    OTHER_SHARD = "a case another shard applies"
+    # Commits failing for this long (and MAX_FAILED_COMMITS times) stop the run; sending waits.
+    commit_patience_s: float = 30.0
 
 
 class _Next(Enum):
@@ -117,20 +105,30 @@ class Engine:
         self._api = api
         self._store = store
         self._clock = clock
-        self._columns = columns
-        self._records = records
-        self._resolved_before = resolved_offsets
         self._on_event = on_event or (lambda event, data: None)
         self._random = rng or random.Random()
         self._policy = RetryPolicy(max_attempts=settings.max_attempts)
         self.gate = RateGate(settings.rate_per_s, settings.burst, clock)
         self.stats = RunStats()
         self._lanes: CaseLanes[Row | Outcome] = CaseLanes()
-        # Records before this offset were resolved by earlier runs (a re-read stream).
-        self._skip_before = resume_point.offset
+        self._chunks = Chunks(
+            records,
+            columns,
+            skip_before=resume_point.offset,  # before it: resolved by earlier runs
+            resolved_before=resolved_offsets,
+            shard=settings.shard,
+            stopped=self._stopped,
+        )
         self._frontier = Frontier(resume_point)
-        self._batch: list[Outcome] = []
-        self._flush_lock = anyio.Lock()
+        self._commits = Commits(
+            store,
+            self._frontier,
+            clock,
+            counters=self.stats.counters,
+            on_event=lambda name, data: self._on_event(name, data),
+            give_up=lambda message: self._fail("CheckpointUnavailable", message),
+            patience_s=settings.commit_patience_s,
+        )
         self._room = anyio.Event()
         self._max_pending = settings.max_pending_rows or max(1000, 64 * settings.concurrency)
         self._end = RunEnd.FINISHED
@@ -138,18 +136,12 @@ class Engine:
         self._stopping = False
         self._finished = False  # run() has returned or is flushing for the last time
         self._in_flight = 0
-        self._commit_failing = False  # the last checkpoint commit failed: send nothing new
-        self._failed_commits = 0  # in a row
-        # Rows may be sent only below an offset a commit has recorded (see DISPATCHED_TO).
-        self._dispatch_limit = 0
-        self._limit_wanted = 0
-        self._resume_hold = resume_hold
-        self._holds = SettleHolds(clock)
+        self._holds = SettleHolds(clock, resume_hold)
         self._fail_after_hold: dict[int, Outcome] = {}  # offset -> its failure, once settled
         self._failing_since: dict[int, float] = {}  # offset -> send time of its first 5xx
-        self._abandoned: list[tuple[str, float]] = []  # (case, settled by) of cancelled calls
-        self._outage = OutageWatch(clock.now_s(), settings.outage_rule)
-        self._send_stream: MemoryObjectSendStream[Row] | None = None
+        self._outage = OutageWatch(
+            clock.now_s(), settings.outage_rule, lambda name, data: self._on_event(name, data)
+        )
         self._reading: anyio.CancelScope | None = None  # cancelled by any stop
         self._working: anyio.CancelScope | None = None  # cancelled only by a forced stop
         self._outer: TaskGroup | None = None
@@ -199,8 +191,7 @@ class Engine:
                 self._outer = outer
                 outer.start_soon(self._flush_every_interval)
                 send, receive = anyio.create_memory_object_stream[Row](self._settings.concurrency)
-                self._send_stream = send
-                outer.start_soon(self._holds.release, self._hand_back, self._stopped)
+                outer.start_soon(self._holds.release, send, self._stopped)
                 async with anyio.create_task_group() as workers:
                     self._working = workers.cancel_scope
                     workers.start_soon(self._read_until_stopped, send)
@@ -215,13 +206,13 @@ class Engine:
             self._lanes.drain()  # parked rows stay unresolved: pending for the next run
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._flush()
+                    await self._commits.flush()
                 except Exception as error:  # noqa: BLE001 - reported as the run's abort
                     self._end = RunEnd.ABORTED
                     if self._abort is None:
                         code = type(error).__name__
                         self._abort = CallError(ErrorKind.SYSTEMIC, code, str(error))
-        cases, until_s = self._unsettled()
+        cases, until_s = self._holds.unsettled()
         return RunResult(
             self._end,
             self.stats,
@@ -231,21 +222,6 @@ class Engine:
             cases,
             until_s,
         )
-
-    def _unsettled(self) -> tuple[tuple[str, ...], float | None]:
-        """Cases whose last call may still land after this run (held, or abandoned in
-        flight), and until when."""
-        cases = {case for case, _ in self._abandoned} | set(self._holds.held_cases())
-        untils = [until_s for _, until_s in self._abandoned]
-        if (held_until_s := self._holds.latest_s()) is not None:
-            untils.append(held_until_s)
-        return tuple(sorted(cases)), max(untils, default=None)
-
-    async def _hand_back(self, row: Row) -> None:
-        """A held row's time has come: to the workers again, its case's lane still taken."""
-        assert self._send_stream is not None
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await self._send_stream.send(row)  # closed only when stopping: it stays pending
 
     async def _read_until_stopped(self, send: MemoryObjectSendStream[Row]) -> None:
         with anyio.CancelScope() as reading:
@@ -271,18 +247,18 @@ class Engine:
                 while frontier.pending - holds.held >= self._max_pending:
                     self._room = anyio.Event()
                     await self._room.wait()
-                chunk = await anyio.to_thread.run_sync(self._next_chunk, abandon_on_cancel=True)
+                chunk = await anyio.to_thread.run_sync(self._chunks.next, abandon_on_cancel=True)
                 if not chunk or self._stopping:  # a stop while the thread parsed: drop it
                     break
                 if not await self._may_dispatch(chunk):
                     return
                 for record, item in chunk:
                     end = ResumePoint(record.end_offset, record.next_line)
-                    if item is _Skip.RESOLVED_BEFORE:
+                    if item is Skip.RESOLVED_BEFORE:
                         frontier.skip(end)
                         stats.skipped += 1
                         continue
-                    if item is _Skip.OTHER_SHARD:
+                    if item is Skip.OTHER_SHARD:
                         frontier.skip(end)
                         stats.other_shards += 1
                         continue
@@ -292,7 +268,7 @@ class Engine:
                         self._resolve(item)  # no case: no order to keep
                     elif self._lanes.admit(item.case_id, item):
                         if isinstance(item, Row):
-                            if self._held_over(item):
+                            if self._holds.held_over(item):
                                 continue
                             try:
                                 send.send_nowait(item)  # no scheduling round trip when room
@@ -307,60 +283,16 @@ class Engine:
                 self._room = anyio.Event()
                 await self._room.wait()
 
-    async def _may_dispatch(self, chunk: list[tuple[Record, Row | Outcome | _Skip]]) -> bool:
+    async def _may_dispatch(self, chunk: Chunk) -> bool:
         """Record that the chunk's rows may be sent before any of them is (see DISPATCHED_TO).
         False when the run stops first."""
         if not any(isinstance(item, Row) for _, item in chunk):
             return True
-        self._limit_wanted = max(self._limit_wanted, chunk[-1][0].end_offset)
-        while self._dispatch_limit < self._limit_wanted:
-            if self._stopping:
-                return False
-            if not await self._try_flush():
-                await self._clock.sleep(self._settings.flush_interval_s)
-        return True
-
-    def _held_over(self, row: Row) -> bool:
-        """A row the last run may have sent without the answer reaching it: its case waits
-        until that call surely cannot land any more."""
-        hold = self._resume_hold
-        if hold is None or not hold.holds(row.offset, row.case_id):
-            return False
-        if self._clock.now_s() >= hold.until_s:
-            self._resume_hold = None  # the last run's calls have all settled
-            return False
-        self._holds.hold(row, hold.until_s)
-        return True
-
-    def _next_chunk(self) -> list[tuple[Record, Row | Outcome | _Skip]]:
-        """In a worker thread: parse and coerce up to READ_CHUNK records, or say why one is
-        passed over.
-
-        Touches no shared state; the event loop does the bookkeeping when the chunk returns.
-        """
-        chunk: list[tuple[Record, Row | Outcome | _Skip]] = []
-        resolved_before, columns = self._resolved_before, self._columns
-        skip_before, shard = self._skip_before, self._settings.shard
-        for record in self._records:
-            if self._stopping:
-                break
-            if record.offset < skip_before:
-                continue  # before the resume point of a re-read stream: resolved earlier
-            if record.offset in resolved_before:
-                chunk.append((record, _Skip.RESOLVED_BEFORE))
-                continue
-            if shard is not None:  # decided before coercion: each shard coerces its rows only
-                case_id = case_id_of(record.values, columns.case_id_column)
-                if not (shard.owns(case_id) if case_id else shard.owns_caseless()):
-                    chunk.append((record, _Skip.OTHER_SHARD))
-                    continue
-            item = prepare(record, columns)
-            if isinstance(item, Row) and not item.fields:
-                item = item.outcome(RowStatus.DONE)  # every cell blank: nothing to change
-            chunk.append((record, item))
-            if len(chunk) >= READ_CHUNK:
-                break
-        return chunk
+        end_offset = chunk[-1][0].end_offset
+        retry_s = self._settings.flush_interval_s
+        return await self._commits.allow_dispatch(
+            end_offset, retry_s=retry_s, stopped=self._stopped
+        )
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Row]) -> None:
         async with receive:
@@ -420,7 +352,7 @@ class Engine:
         only grow what a crash sends twice: wait for the next commit, or the abort after
         MAX_FAILED_COMMITS), nor while this run's hold on the checkpoint may have lapsed
         (another run may have taken the job over)."""
-        return not self._commit_failing and self._store.hold_left_s() > 0.0
+        return not self._commits.failing and self._store.hold_left_s() > 0.0
 
     async def _pause(self, delay_s: float) -> None:
         """Sleep a retry delay, waking early enough to see a stop."""
@@ -449,7 +381,7 @@ class Engine:
             stats.record_latency(self._clock.now_s() - sent_s)
             return error
         except BaseException:  # cancelled in flight: the service may still apply it
-            self._abandoned.append((row.case_id, sent_s + self._settings.settle_period_s))
+            self._holds.abandoned(row.case_id, sent_s + self._settings.settle_period_s)
             raise
         finally:
             self._in_flight -= 1
@@ -457,7 +389,7 @@ class Engine:
         stats.record_latency(now_s - sent_s)
         stats.record_accept(now_s)
         self.gate.accepted(sent_s)
-        self._service_up(now_s)
+        self._outage.up(now_s)
         self._resolve(row.outcome(RowStatus.DONE))
         return None
 
@@ -465,7 +397,7 @@ class Engine:
         kind = error.kind
         now_s = self._clock.now_s()
         if kind is not ErrorKind.TRANSIENT:
-            self._service_up(now_s)  # it answered
+            self._outage.up(now_s)  # it answered
         if kind is ErrorKind.SYSTEMIC:
             self._fail(error.code, error.message)
             self._abort = error
@@ -478,7 +410,7 @@ class Engine:
             attempt = row.throttles
         elif kind is ErrorKind.TRANSIENT:
             failing_since_s = self._failing_since.setdefault(row.offset, sent_s)
-            if self._outage_failure(now_s):
+            if self._outage.failed(now_s):
                 row.transient_failures = 0  # an outage is not the row's fault: no attempt used
                 return self._after_unknown(row, error, sent_s) or (_Next.RETRY, 0.0)
             row.transient_failures += 1
@@ -521,23 +453,10 @@ class Engine:
         self._holds.hold(row, until_s)
         return _Next.HOLD, 0.0
 
-    def _service_up(self, now_s: float) -> None:
-        if self._outage.active:
-            self._on_event("outage_ended", {"lasted_s": round(self._outage.lasted_s(now_s), 3)})
-        self._outage.up(now_s)
-
-    def _outage_failure(self, now_s: float) -> bool:
-        """Count a transient failure; True while the service is out."""
-        began = not self._outage.active
-        out = self._outage.failed(now_s)
-        if out and began:
-            self._on_event("outage_started", {"timeout_s": self._settings.outage_timeout_s})
-        return out
-
     def _resolve(self, outcome: Outcome) -> None:
         if self._failing_since:
             self._failing_since.pop(outcome.offset, None)
-        self._batch.append(outcome)
+        self._commits.add(outcome)
         self._frontier.resolve(outcome.offset)
         if outcome.status is RowStatus.FAILED:
             self.stats.failed += 1
@@ -553,7 +472,7 @@ class Engine:
         while True:
             await self._clock.sleep(self._settings.flush_interval_s)
             self._check_outage()
-            if await self._try_flush():
+            if await self._commits.try_flush():
                 self._on_event("progress", self.progress())
 
     def _check_outage(self) -> None:
@@ -564,41 +483,6 @@ class Engine:
                 f"no UpdateCase call has succeeded for {lasted_s:.0f} s (every answer a 5xx, "
                 "a timeout or a refused connection); no row was failed for it",
             )
-
-    async def _try_flush(self) -> bool:
-        """Commit, counting failures in a row: MAX_FAILED_COMMITS of them stop the run."""
-        try:
-            await self._flush()
-        except Exception as error:  # noqa: BLE001 - the batch is kept for the next try
-            self._commit_failing = True
-            self._failed_commits += 1
-            message = f"{type(error).__name__}: {error}"
-            event = {"attempt": self._failed_commits, "error": message}
-            self._on_event("checkpoint_commit_failed", event)
-            if self._failed_commits >= MAX_FAILED_COMMITS and not self._stopping:
-                self._fail("CheckpointUnavailable", message)
-            return False
-        self._failed_commits = 0
-        self._commit_failing = False
-        return True
-
-    async def _flush(self) -> None:
-        async with self._flush_lock:
-            # Taken together, with no await between: every record before the resume point has
-            # its outcome in this batch or an earlier one, so a crash never skips a row.
-            batch, self._batch = self._batch, []
-            point = self._frontier.resume_point()
-            limit = self._limit_wanted
-            counters = {**self.stats.counters(), DISPATCHED_TO: limit}
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self._store.commit(batch, point, counters)
-            except BaseException:
-                # Not recorded: keep the outcomes for the final flush, or the next resume point
-                # would pass rows that no checkpoint holds.
-                self._batch[:0] = batch
-                raise
-            self._dispatch_limit = max(self._dispatch_limit, limit)
 
     def progress(self) -> dict[str, Any]:
         return {

@@ -40,8 +40,9 @@ from bulkupdate.report.stats import RunStats
 from bulkupdate.report.summary import summary_line
 from bulkupdate.run import signals
 from bulkupdate.run.cases import CasesApi
+from bulkupdate.run.commits import DISPATCHED_TO
 from bulkupdate.run.dryrun import dry_run
-from bulkupdate.run.engine import DISPATCHED_TO, Engine, RunEnd, RunResult
+from bulkupdate.run.engine import Engine, RunEnd, RunResult
 from bulkupdate.run.paths import refuse_overwrites
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (

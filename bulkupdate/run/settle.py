@@ -8,12 +8,14 @@ through the injected Clock; knows nothing of calls or checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 from bulkupdate.checkpoint.store import END_STATES, JobStatus
 from bulkupdate.clock import Clock
@@ -39,14 +41,40 @@ class SettleHolds:
     """Rows on hold, earliest release first. Other cases go on meanwhile: a held row takes no
     worker, and its case's later rows wait behind it in their lane."""
 
-    __slots__ = ("_added", "_clock", "_heap", "_seq", "held")
+    __slots__ = ("_abandoned", "_added", "_clock", "_heap", "_inherited", "_seq", "held")
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, inherited: ResumeHold | None = None) -> None:
         self._clock = clock
+        self._inherited = inherited  # what the last run left to wait out
         self._heap: list[tuple[float, int, Row]] = []
         self._seq = 0  # ties leave in the order they came
         self._added = anyio.Event()
+        self._abandoned: list[tuple[str, float]] = []  # (case, settled by) of cancelled calls
         self.held = 0  # rows on hold or being handed back
+
+    def held_over(self, row: Row) -> bool:
+        """Hold `row` if the last run may have sent it without its answer arriving: its case
+        waits until that call surely cannot land any more. False when it may go now."""
+        inherited = self._inherited
+        if inherited is None or not inherited.holds(row.offset, row.case_id):
+            return False
+        if self._clock.now_s() >= inherited.until_s:
+            self._inherited = None  # the last run's calls have all settled
+            return False
+        self.hold(row, inherited.until_s)
+        return True
+
+    def abandoned(self, case_id: str, settled_by_s: float) -> None:
+        """A call cancelled in flight (the run is ending): the service may still apply it."""
+        self._abandoned.append((case_id, settled_by_s))
+
+    def unsettled(self) -> tuple[tuple[str, ...], float | None]:
+        """Cases whose last call may still land after this run (held, or abandoned in
+        flight), and until when: what the next run must wait out."""
+        cases = {case for case, _ in self._abandoned} | {row.case_id for _, _, row in self._heap}
+        untils = [until_s for _, until_s in self._abandoned]
+        untils += [until_s for until_s, _, _ in self._heap]
+        return tuple(sorted(cases)), max(untils, default=None)
 
     def hold(self, row: Row, until_s: float) -> None:
         heapq.heappush(self._heap, (until_s, self._seq, row))
@@ -54,18 +82,10 @@ class SettleHolds:
         self.held += 1
         self._added.set()
 
-    def latest_s(self) -> float | None:
-        """When the last hold ends, or None when nothing is held."""
-        return max((until_s for until_s, _, _ in self._heap), default=None)
-
-    def held_cases(self) -> list[str]:
-        return sorted({row.case_id for _, _, row in self._heap})
-
-    async def release(
-        self, send: Callable[[Row], Awaitable[None]], stopped: Callable[[], bool]
-    ) -> None:
-        """Runs for the whole run: hands each row to `send` once its hold has passed. After
-        `stopped()` it hands out nothing more: those rows stay pending for the next run."""
+    async def release(self, send: MemoryObjectSendStream[Row], stopped: Callable[[], bool]) -> None:
+        """Runs for the whole run: hands each row back to the workers' queue once its hold has
+        passed, its case's lane still taken. After `stopped()` it hands out nothing more: those
+        rows stay pending for the next run."""
         heap = self._heap
         while not stopped():
             if not heap:
@@ -78,7 +98,8 @@ class SettleHolds:
                 await self._clock.sleep(min(heap[0][0] - now_s, SLOT_CHECK_S))
                 continue
             _, _, row = heapq.heappop(heap)
-            await send(row)
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await send.send(row)  # closed only when stopping: it stays pending
             self.held -= 1
 
 

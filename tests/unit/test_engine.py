@@ -125,10 +125,11 @@ class CaseFake(TimedFake):
 
     async def update_case(self, case_id: str, *args: Any, **kwargs: Any) -> None:
         delay_s, error = (self.answers.get(case_id) or [(0.0, None)]).pop(0)
-        await anyio.sleep(delay_s)
         if error is not None:
-            self.calls.append((anyio.current_time(), case_id))
+            self.calls.append((anyio.current_time(), case_id))  # when it was sent
+            await anyio.sleep(delay_s)
             raise error
+        await anyio.sleep(delay_s)
         await super().update_case(case_id, *args, **kwargs)
 
 
@@ -271,10 +272,12 @@ class FlakyStore(RecordingStore):
         await super().commit(outcomes, *args, **kwargs)
 
 
-async def run_on(store: FlakyStore, rows: int) -> tuple[RunResult, list[str]]:
+async def run_on(
+    store: FlakyStore, rows: int, *, patience_s: float = 0.0
+) -> tuple[RunResult, list[str]]:
     api = SlowFake(FIELDS, [f"C-{i}" for i in range(rows)], delay_s=0.01)
     await store.open(JobIdentity("t", "in.csv", "fp", "csv"), restart=False)
-    engine = build_engine(api, store, rows)
+    engine = build_engine(api, store, rows, commit_patience_s=patience_s)
     events: list[str] = []
     engine._on_event = lambda name, data: events.append(name)
     with anyio.fail_after(10):
@@ -295,6 +298,14 @@ async def test_a_failed_commit_keeps_its_outcomes_for_the_next_one() -> None:
     assert "checkpoint_commit_failed" in events
     assert_nothing_lost(store, 40, result.resume_point.offset)
     assert sum((await store.status()).totals.values()) == 40
+
+
+async def test_commits_failing_for_less_than_the_patience_are_ridden_out() -> None:
+    store = FlakyStore(lambda number: 3 <= number <= 12)  # ten in a row, about 0.1 s
+    result, events = await run_on(store, 100, patience_s=5.0)
+    assert result.end is RunEnd.FINISHED
+    assert events.count("checkpoint_commit_failed") >= 10
+    assert sum((await store.status()).totals.values()) == 100
 
 
 async def test_commits_that_keep_failing_abort_the_run_with_nothing_lost() -> None:
@@ -404,7 +415,7 @@ async def test_a_row_that_gives_up_on_an_unknown_outcome_still_holds_its_case_fi
     _, store, _ = await run_engine(api, rows, max_attempts=1, concurrency=2, settle_period_s=0.4)
     c1 = [t for t, case in api.calls if case == "C-1"]
     assert len(c1) == 2, "row 1 gave up after one attempt; row 3 was sent"
-    assert c1[1] - c1[0] >= 0.3, "row 3 waited until row 1's call had settled"
+    assert c1[1] - c1[0] >= 0.35, "row 3 waited until row 1's call had settled (0.4 s)"
     failed = [o async for o in store.failed_rows()]
     assert [(o.line, o.error_code) for o in failed] == [(2, "retries_exhausted")]
 
