@@ -6,6 +6,8 @@ socket and connections only; reads no HTTP beyond "bytes came from this side".
         proxy.fault = Fault.LOSE_REQUESTS       # from now on requests never reach the server
         ...
         proxy.fault = Fault.NONE
+        await proxy.refuse()                    # nothing listens: connections are refused
+        await proxy.accept()                    # listening again, on the same port
 """
 
 from __future__ import annotations
@@ -45,8 +47,23 @@ class FaultProxy:
 
     async def __aenter__(self) -> FaultProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         return self
+
+    async def refuse(self) -> None:
+        """Stop listening and close every open connection: an endpoint that is down."""
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def accept(self) -> None:
+        """Listen again on the same port, after `refuse`."""
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True
+        )
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None

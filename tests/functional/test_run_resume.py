@@ -43,6 +43,7 @@ from bulkupdate.exits import (
     EXIT_OK,
     EXIT_USAGE,
 )
+from tests.faultproxy import FaultProxy
 from tests.functional.runner import cli_env, run_cli
 
 FLUSH_INTERVAL_S = 0.25  # RunConfig.flush_interval's default: the spec's "at least every 250 ms"
@@ -756,6 +757,26 @@ async def test_an_outage_mid_job_fails_no_row_and_the_job_ends_exact(tmp_path: P
         assert "outage_started" in events
         assert "outage_ended" in events
         assert_applied_in_input_order(rows, applied_rows(emu), [0])
+        assert_final_state_is_last_row_per_case(emu, job)
+
+
+async def test_an_endpoint_refusing_connections_mid_job_fails_no_row(tmp_path: Path) -> None:
+    outage_s = float(os.environ.get("BULKUPDATE_TEST_OUTAGE_S", "12"))  # 45 to see the README's
+    rows = make_rows(300, 20, seed=46)
+    async with emulator(20) as emu, FaultProxy(emu.url) as proxy:
+        job = Job(tmp_path, proxy.url, rows)
+        flags = ("--rate", "30", "--burst", "4", "--concurrency", "4", "--max-attempts", "3")
+        async with child(job.argv(*flags), job.environment(), tmp_path) as process:
+            await wait_until(lambda: len(emu.service.updates) >= 60, "60 applied updates")
+            await proxy.refuse()
+            await asyncio.sleep(outage_s)
+            await proxy.accept()
+            done = await process.wait(60 + outage_s)
+        assert done.returncode == EXIT_OK, done.stderr
+        summary = job.read_summary()
+        assert (summary["applied"], summary["failed"]) == (len(rows), 0)
+        assert "outage_started" in [e["event"] for e in done.events()]
+        assert_applied_in_input_order(rows, applied_rows(emu), [0], repeats_in_run=True)
         assert_final_state_is_last_row_per_case(emu, job)
 
 
