@@ -31,7 +31,7 @@ Chunk = list[tuple[Record, Row | Outcome | Skip]]
 class Chunks:
     """The input as chunks of at most READ_CHUNK prepared records; an empty chunk at its end."""
 
-    __slots__ = ("_columns", "_records", "_resolved_before", "_shard", "_skip_before", "_stopped")
+    __slots__ = ("_columns", "_records", "_shard", "_skip_before", "_stopped", "resolved_before")
 
     def __init__(
         self,
@@ -46,13 +46,13 @@ class Chunks:
         self._records = records
         self._columns = columns
         self._skip_before = skip_before  # a re-read stream's records before the resume point
-        self._resolved_before = resolved_before
+        self.resolved_before = resolved_before  # by earlier runs, beyond the resume point
         self._shard = shard
         self._stopped = stopped
 
     def next(self) -> Chunk:
         chunk: Chunk = []
-        resolved_before, columns = self._resolved_before, self._columns
+        resolved_before, columns = self.resolved_before, self._columns
         skip_before, shard = self._skip_before, self._shard
         for record in self._records:
             if self._stopped():

@@ -80,6 +80,7 @@ class RunResult:
     # cases, and until when (the Clock's time) a next run must hold them.
     unsettled_cases: tuple[str, ...] = ()
     settle_until_s: float | None = None
+    resolved_above: frozenset[int] = frozenset()  # offsets resolved beyond the resume point
 
 
 Progress = Callable[[str, Mapping[str, Any]], None]
@@ -213,14 +214,17 @@ class Engine:
                         code = type(error).__name__
                         self._abort = CallError(ErrorKind.SYSTEMIC, code, str(error))
         cases, until_s = self._holds.unsettled()
+        point = self._frontier.resume_point()
+        earlier = (o for o in self._chunks.resolved_before if o >= point.offset)
         return RunResult(
             self._end,
             self.stats,
             self._clock.now_s() - started_s,
-            self._frontier.resume_point(),
+            point,
             self._abort,
             cases,
             until_s,
+            self._frontier.resolved_above().union(earlier),
         )
 
     async def _read_until_stopped(self, send: MemoryObjectSendStream[Row]) -> None:

@@ -32,9 +32,8 @@ from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, E
 from bulkupdate.fields.schema import ColumnMap
 from bulkupdate.input.sources import Record, Source
 from bulkupdate.models import RowStatus
-from bulkupdate.report.failures import write_failures
 from bulkupdate.report.logs import bind_run, redact_text
-from bulkupdate.report.outputs import publish_summary, published
+from bulkupdate.report.outputs import publish_summary
 from bulkupdate.report.progress import ProgressSink, RowTotal, RunView
 from bulkupdate.report.stats import RunStats
 from bulkupdate.report.summary import summary_line
@@ -43,6 +42,7 @@ from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.commits import DISPATCHED_TO
 from bulkupdate.run.dryrun import dry_run
 from bulkupdate.run.engine import Engine, RunEnd, RunResult
+from bulkupdate.run.failures_file import write_failures_file
 from bulkupdate.run.paths import refuse_overwrites
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
@@ -372,17 +372,7 @@ async def _wrap_up(
             fix=_fix_hint(result.abort),
             pending=summary["pending"],
         )
-    try:
-        async with published(config.failures, job.s3) as failures_path:
-            await write_failures(
-                failures_path,
-                source.fmt,
-                store.failed_rows(),
-                header=source.header,
-                delimiter=config.delimiter,
-            )
-    except Exception as error:  # noqa: BLE001 - the checkpoint still holds every row
-        log.error("failures_file_not_written", path=config.failures, error=str(error))
+    await write_failures_file(job, store, result, source)
     await _report(job, summary)
     return EXIT_ABORTED if input_change is not None else _exit_code(result.end, totals)
 

@@ -83,6 +83,10 @@ class Frontier:
         while unresolved and unresolved[0][0] in resolved:
             resolved.discard(unresolved.popleft()[0])
 
+    def resolved_above(self) -> frozenset[int]:
+        """Offsets resolved beyond the resume point (read after a record still unresolved)."""
+        return frozenset(self._resolved)
+
     @property
     def pending(self) -> int:
         return len(self._unresolved) - len(self._resolved)

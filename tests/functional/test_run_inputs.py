@@ -912,3 +912,63 @@ async def test_an_input_that_breaks_mid_run_aborts_resumably_with_a_summary(
     assert "run the same command to resume" in result.stderr
     assert report["applied"] == len(emu.service.updates) > 0
     assert (tmp_path / "cut.failures.csv").is_file()
+
+
+async def test_a_failures_file_fixed_and_fed_back_never_undoes_a_later_row_of_its_case(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    header = ["case_id", "priority", "order_total", "notes"]
+    rows = [
+        [case(1), "high", "ten", "first"],  # fails: its order_total is no number
+        [case(1), "low", "7", ""],  # applied later: priority and order_total, not notes
+        [case(2), "urgent", "xyz", "only"],  # fails; nothing later in its case
+    ]
+    path = tmp_path / "jobs.csv"
+    write_csv(path, header, rows)
+    first, _ = await run_job(emu, path)
+    assert first.returncode == 1, first.stderr
+    failures = read_csv(tmp_path / "jobs.failures.csv")
+    assert [f["case_id"] for f in failures] == [case(1), case(2)]
+    overtaken, alone = failures
+    assert (overtaken["priority"], overtaken["order_total"], overtaken["notes"]) == (
+        "",
+        "",
+        "first",
+    )
+    assert "line 3 of this case" in overtaken["error_message"]
+    assert (alone["priority"], alone["order_total"]) == ("urgent", "xyz")
+
+    # The user fixes what is still wrong and feeds the file back.
+    fixed = tmp_path / "fixed.csv"
+    alone["order_total"] = "9"
+    cells = [[f[name] for name in header] for f in (overtaken, alone)]
+    write_csv(fixed, header, cells)
+    again, _ = await run_job(emu, fixed)
+    assert again.returncode == 0, again.stderr
+
+    one, two = values(emu, case(1)), values(emu, case(2))
+    assert one["priority"] == {"stringValue": "low"}, "the later row's value stands"
+    assert one["order_total"] == {"doubleValue": 7.0}
+    assert one["notes"] == {"stringValue": "first"}
+    assert two["priority"] == {"stringValue": "urgent"}
+    assert two["order_total"] == {"doubleValue": 9.0}
+
+
+async def test_a_jsonl_failures_file_leaves_out_the_keys_a_later_row_of_its_case_set(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.jsonl"
+    write_jsonl(
+        path,
+        [
+            json.dumps({"case_id": case(3), "priority": "high", "order_total": "bad"}),
+            json.dumps({"case_id": case(3), "priority": "medium"}),
+        ],
+    )
+    first, _ = await run_job(emu, path)
+    assert first.returncode == 1, first.stderr
+    [failed] = read_jsonl(tmp_path / "jobs.failures.jsonl")
+    assert failed["case_id"] == case(3)
+    assert "priority" not in failed, "the later row set it"
+    assert failed["order_total"] == "bad"
+    assert "left out" in failed["error"]["message"]
