@@ -39,6 +39,8 @@ GAUGES = (
     ("bulkupdate_in_flight", "UpdateCase calls in flight", "in_flight"),
     ("bulkupdate_rows_done", "Rows resolved over all runs of the job", "rows_done"),
     ("bulkupdate_rows_left", "Rows of the input not resolved yet", "rows_left"),
+    ("bulkupdate_rows_held", "Rows whose case waits for a call that may still land", "held"),
+    ("bulkupdate_outage", "1 while the service is taken to be out (probing only)", "outage"),
 )
 
 

@@ -105,6 +105,8 @@ async def test_metrics_answer_during_a_run(tmp_path: Path) -> None:
     assert sample(families, "bulkupdate_up") == 1
     assert sample(families, "bulkupdate_rate_per_second") > 0
     assert sample(families, "bulkupdate_in_flight") >= 0
+    assert sample(families, "bulkupdate_rows_held") == 0
+    assert sample(families, "bulkupdate_outage") == 0
     assert sample(families, "bulkupdate_rows_left") == 200 - applied - sample(
         families, "bulkupdate_rows_total", outcome="failed"
     )
