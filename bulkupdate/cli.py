@@ -44,6 +44,7 @@ RUN_FLAGS = (
     "call_timeout",
     "settle_period",
     "outage_timeout",
+    "max_failures",
     "dry_run",
     "restart",
     "state_dir",
@@ -102,6 +103,12 @@ def add_run_parser(commands: Any) -> None:
         type=float,
         help="seconds after a call whose answer never came before its case is sent again, "
         "as it may still be applied until then (120; longer than --call-timeout)",
+    )
+    pacing.add_argument(
+        "--max-failures",
+        metavar="N|P%",
+        help="stop (exit 3, rows not yet sent stay pending) once more than N rows of the job "
+        "have failed, or more than P%% of those resolved (from 100 on); default: no budget",
     )
     pacing.add_argument(
         "--outage-timeout",

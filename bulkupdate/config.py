@@ -33,6 +33,45 @@ SETTLE_PERIOD_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
+class FailureBudget:
+    """How many failed rows a job tolerates before it stops: more than `rows`, or more than
+    `percent` % of the rows resolved once at least MIN_RESOLVED are (both counted job-wide)."""
+
+    rows: int | None = None
+    percent: float | None = None
+
+    MIN_RESOLVED = 100
+
+    def exceeded(self, failed: int, resolved: int) -> bool:
+        if self.rows is not None and failed > self.rows:
+            return True
+        return (
+            self.percent is not None
+            and resolved >= self.MIN_RESOLVED
+            and failed * 100 > self.percent * resolved
+        )
+
+    def __str__(self) -> str:
+        return f"{self.rows}" if self.rows is not None else f"{self.percent:g}%"
+
+
+def _failure_budget(value: Any) -> FailureBudget:
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0.0 <= percent < 100.0:
+                raise ValueError
+            return FailureBudget(percent=percent)
+        rows = int(text)
+        if rows < 0:
+            raise ValueError
+        return FailureBudget(rows=rows)
+    except ValueError:
+        raise ValueError("must be a number of rows (e.g. 100) or a percentage (e.g. 5%)") from None
+
+
+@dataclass(frozen=True, slots=True)
 class RunConfig:
     input: str
     domain_id: str
@@ -62,6 +101,7 @@ class RunConfig:
     # that ended) before its case gets another call: it may still land until then.
     settle_period: float = SETTLE_PERIOD_S
     outage_timeout: float = 300.0  # seconds of outage (no call succeeding) before stopping
+    max_failures: FailureBudget | None = None  # stop once more rows than this have failed
     flush_interval: float = 0.25  # seconds between checkpoint commits
     dry_run: bool = False
     restart: bool = False
@@ -150,6 +190,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "call_timeout": _positive_float,
     "settle_period": _positive_float,
     "outage_timeout": _positive_float,
+    "max_failures": _failure_budget,
     "flush_interval": _positive_float,
     "dry_run": _flag,
     "restart": _flag,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -23,15 +23,17 @@ from bulkupdate.errors import BulkUpdateError, CallError, ErrorKind
 from bulkupdate.fields.rows import Row
 from bulkupdate.fields.schema import ColumnMap
 from bulkupdate.input.sources import Record
-from bulkupdate.models import Outcome, ResumePoint, RowStatus, Shard
+from bulkupdate.models import Outcome, ResumePoint, RowStatus
 from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
-from bulkupdate.pacing.outage import OutageRule, OutageWatch
+from bulkupdate.pacing.outage import OutageWatch
 from bulkupdate.pacing.retry import GiveUp, RetryPolicy
 from bulkupdate.report.stats import RunStats
+from bulkupdate.run.budget import BudgetWatch
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.chunks import Chunk, Chunks, Skip
 from bulkupdate.run.commits import Commits
 from bulkupdate.run.ordering import CaseLanes, Frontier
+from bulkupdate.run.settings import EngineSettings
 from bulkupdate.run.settle import ResumeHold, SettleHolds
 
 
@@ -39,25 +41,6 @@ class RunEnd(StrEnum):
     FINISHED = "finished"  # the input is exhausted and every row resolved
     INTERRUPTED = "interrupted"  # SIGTERM/SIGINT: unfinished rows stay pending
     ABORTED = "aborted"  # a systemic error: unfinished rows stay pending
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    concurrency: int
-    rate_per_s: float
-    burst: int
-    max_attempts: int
-    grace_period_s: float
-    flush_interval_s: float
-    performed_by: dict[str, str] | None = None
-    max_pending_rows: int = 0  # read-ahead cap; 0 = derived from concurrency
-    shard: Shard | None = None  # apply only the rows of this shard's cases
-    # A call whose outcome is unknown may land this long after it was sent: its case waits.
-    settle_period_s: float = 120.0
-    outage_timeout_s: float = 300.0  # an outage this long stops the run (rows stay pending)
-    outage_rule: OutageRule = field(default_factory=OutageRule)
-    # Commits failing for this long (and MAX_FAILED_COMMITS times) stop the run; sending waits.
-    commit_patience_s: float = 30.0
 
 
 class _Next(Enum):
@@ -101,6 +84,7 @@ class Engine:
         on_event: Progress | None = None,
         rng: random.Random | None = None,
         resume_hold: ResumeHold | None = None,
+        totals_before: Mapping[RowStatus, int] | None = None,
     ) -> None:
         self._settings = settings
         self._api = api
@@ -140,6 +124,7 @@ class Engine:
         self._holds = SettleHolds(clock, resume_hold)
         self._fail_after_hold: dict[int, Outcome] = {}  # offset -> its failure, once settled
         self._failing_since: dict[int, float] = {}  # offset -> send time of its first 5xx
+        self._budget = BudgetWatch(settings.failure_budget, totals_before)
         self._outage = OutageWatch(
             clock.now_s(), settings.outage_rule, lambda name, data: self._on_event(name, data)
         )
@@ -466,6 +451,9 @@ class Engine:
             self.stats.failed += 1
             if outcome.attempts == 0:
                 self.stats.rejected_locally += 1
+            reason = self._budget.failed(outcome.error_code, self.stats)
+            if reason is not None and not self._stopping:
+                self._fail("FailureBudgetExceeded", reason)
         elif outcome.attempts == 0:
             self.stats.unchanged += 1
         self._room.set()

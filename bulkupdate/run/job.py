@@ -324,6 +324,7 @@ async def _run_engine(
         resolved_offsets=state.resolved_offsets,
         on_event=progress.event,
         resume_hold=hold,
+        totals_before=state.totals,
     )
     relay.attach(engine)
     # A shard's part of the input is not known without hashing every row: no total.
@@ -440,6 +441,11 @@ def _fix_hint(error: CallError) -> str:
         return "grant cases:UpdateCase (and connect:DescribeUser for --performed-by) on the domain"
     if code == "ResourceNotFoundException":
         return "check --domain-id and the Region: the domain does not exist there"
+    if code == "FailureBudgetExceeded":
+        return (
+            "fix what made the rows fail (the failures file says why), then run the same command "
+            "to resume; a higher --max-failures lets the job go on as it is"
+        )
     if code in (
         "NoCredentials",
         "UnrecognizedClientException",

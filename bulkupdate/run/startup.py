@@ -31,7 +31,7 @@ from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.pacing.retry import RetryPolicy
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.domain import detect_encoding, load_fields
-from bulkupdate.run.engine import EngineSettings
+from bulkupdate.run.settings import EngineSettings
 
 log = structlog.get_logger("bulkupdate")
 PEEK_RECORDS = 20  # records read ahead to find case ids for DateTime detection
@@ -261,4 +261,5 @@ class Job:
             shard=config.shard,
             settle_period_s=config.settle_period,
             outage_timeout_s=config.outage_timeout,
+            failure_budget=config.max_failures,
         )

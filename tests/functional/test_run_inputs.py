@@ -972,3 +972,33 @@ async def test_a_jsonl_failures_file_leaves_out_the_keys_a_later_row_of_its_case
     assert "priority" not in failed, "the later row set it"
     assert failed["order_total"] == "bad"
     assert "left out" in failed["error"]["message"]
+
+
+async def test_a_failure_budget_stops_the_run_and_a_higher_one_lets_the_job_finish(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    header = ["case_id", "order_total"]
+    rows = []
+    for i in range(1, 61):
+        if i % 10 == 3:
+            rows.append(["case-9999999", str(i)])  # the service rejects it: no such case
+        elif i % 10 == 7:
+            rows.append([case(i), "lots"])  # rejected locally
+        else:
+            rows.append([case(i), str(i)])
+    path = tmp_path / "budget.csv"
+    write_csv(path, header, rows)
+    flags = ("--concurrency", "1")
+    stopped, summary = await run_job(emu, path, *flags, "--max-failures", "3")
+    assert stopped.returncode == EXIT_ABORTED, stopped.stderr
+    assert summary is not None
+    assert summary["abort"].startswith("FailureBudgetExceeded: failure budget exceeded")
+    assert summary["failed"] == 4
+    assert summary["pending"] > 0, "rows not yet sent stay pending"
+    assert "--max-failures" in summary["fix"]
+
+    again, summary = await run_job(emu, path, *flags, "--max-failures", "20%")
+    assert again.returncode == 1, again.stderr  # finished, with failed rows
+    assert summary is not None
+    assert (summary["job_applied"], summary["job_failed"]) == (48, 12)
+    assert len({u["caseId"] for u in emu.service.updates}) == 48

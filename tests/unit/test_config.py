@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bulkupdate.config import Blank, resolve
+from bulkupdate.config import Blank, FailureBudget, resolve
 from bulkupdate.errors import ConfigError
 from bulkupdate.run.dryrun import dry_run_path
 
@@ -54,6 +54,10 @@ def test_a_gzipped_jsonl_input_gets_a_jsonl_failures_file() -> None:
         ("flags", {"rate": 1e-320}, "--rate"),  # positive, but 1/rate overflows
         ("flags", {"rate": 1e-305, "shard": "0/10000"}, "--rate"),  # the share's does
         ("job", {"ratee": 5}, "job.toml: ratee"),
+        ("flags", {"max_failures": "-1"}, "--max-failures"),
+        ("flags", {"max_failures": "100%"}, "--max-failures"),
+        ("env", {"BULKUPDATE_MAX_FAILURES": "lots"}, "BULKUPDATE_MAX_FAILURES"),
+        ("flags", {"settle_period": 10, "call_timeout": 30}, "--settle-period"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(
@@ -149,3 +153,23 @@ def test_an_s3_url_without_bucket_and_key_is_refused_before_the_run(url: str) ->
 def test_a_dry_run_of_an_s3_failures_file_stays_in_s3() -> None:
     assert dry_run_path("s3://b/out/x.failures.csv.gz") == "s3://b/out/x.failures.dry-run.csv.gz"
     assert dry_run_path("out/x.failures.jsonl") == "out/x.failures.dry-run.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("text", "budget", "failed", "resolved", "exceeded"),
+    [
+        ("3", FailureBudget(rows=3), 3, 10, False),
+        ("3", FailureBudget(rows=3), 4, 10, True),
+        ("0", FailureBudget(rows=0), 1, 1, True),
+        ("5%", FailureBudget(percent=5.0), 50, 99, False),  # under 100 resolved: not yet
+        ("5%", FailureBudget(percent=5.0), 5, 100, False),
+        ("5%", FailureBudget(percent=5.0), 6, 100, True),
+        (" 2.5% ", FailureBudget(percent=2.5), 26, 1000, True),
+    ],
+)
+def test_a_failure_budget_is_a_row_count_or_a_share_of_the_rows_resolved(
+    text: str, budget: FailureBudget, failed: int, resolved: int, exceeded: bool
+) -> None:
+    config = resolve(flags={**REQUIRED, "max_failures": text})
+    assert config.max_failures == budget
+    assert budget.exceeded(failed, resolved) is exceeded

@@ -10,12 +10,14 @@ import anyio
 
 from bulkupdate.checkpoint.store import JobIdentity
 from bulkupdate.clock import MonotonicClock
+from bulkupdate.config import FailureBudget
 from bulkupdate.errors import CallError, ErrorKind
 from bulkupdate.fields.schema import Schema
 from bulkupdate.input.framing import Record
 from bulkupdate.models import Field, FieldType, Outcome, ResumePoint, RowStatus
 from bulkupdate.pacing.outage import OutageRule
-from bulkupdate.run.engine import Engine, EngineSettings, RunEnd, RunResult
+from bulkupdate.run.engine import Engine, RunEnd, RunResult
+from bulkupdate.run.settings import EngineSettings
 from tests.fakes.cases import FakeCasesApi
 from tests.fakes.checkpoint import MemoryCheckpointStore
 
@@ -447,3 +449,37 @@ async def test_an_outage_longer_than_its_timeout_stops_the_run_with_rows_pending
     assert result.abort.code == "ServiceUnavailable"
     assert (await store.status()).totals.get(RowStatus.FAILED, 0) == 0
     assert result.resume_point.offset == 0
+
+
+async def test_more_failed_rows_than_the_budget_stop_the_run_with_the_rest_pending() -> None:
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(50)])
+    rows = [{"case_id": f"C-{i}", "total": "abc" if i % 2 else "1"} for i in range(50)]
+    _, store, result = await run_engine(
+        api, rows, concurrency=1, failure_budget=FailureBudget(rows=3)
+    )
+    assert result.end is RunEnd.ABORTED
+    assert result.abort is not None
+    assert result.abort.code == "FailureBudgetExceeded"
+    assert "4 of" in result.abort.message
+    assert "invalid_number (4)" in result.abort.message
+    totals = (await store.status()).totals
+    assert totals[RowStatus.FAILED] == 4
+    assert sum(totals.values()) < 50, "the rows not yet sent stay pending"
+
+
+async def test_a_percentage_budget_counts_from_a_hundred_rows_and_the_job_before_this_run() -> None:
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(300)])
+    rows = [{"case_id": f"C-{i}", "total": "abc" if i % 10 == 0 else "1"} for i in range(300)]
+    # 10 % of rows fail: a 5 % budget stops the run once 100 rows are resolved, not before.
+    _, _, result = await run_engine(
+        api, rows, concurrency=1, failure_budget=FailureBudget(percent=5.0)
+    )
+    assert result.end is RunEnd.ABORTED
+    resolved = result.stats.applied + result.stats.failed
+    assert 100 <= resolved < 120
+    # The same rows within a 15 % budget go through.
+    api = FakeCasesApi(FIELDS, [f"C-{i}" for i in range(300)])
+    _, _, result = await run_engine(
+        api, rows, concurrency=1, failure_budget=FailureBudget(percent=15.0)
+    )
+    assert result.end is RunEnd.FINISHED

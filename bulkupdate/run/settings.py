@@ -1,0 +1,33 @@
+"""What one run of the engine is set to: pacing, retries, stopping, shard, settle and outage
+rules, the failure budget. Derived from the run's configuration by `startup`.
+
+Plain data: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bulkupdate.config import FailureBudget
+from bulkupdate.models import Shard
+from bulkupdate.pacing.outage import OutageRule
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    concurrency: int
+    rate_per_s: float
+    burst: int
+    max_attempts: int
+    grace_period_s: float
+    flush_interval_s: float
+    performed_by: dict[str, str] | None = None
+    max_pending_rows: int = 0  # read-ahead cap; 0 = derived from concurrency
+    shard: Shard | None = None  # apply only the rows of this shard's cases
+    # A call whose outcome is unknown may land this long after it was sent: its case waits.
+    settle_period_s: float = 120.0
+    outage_timeout_s: float = 300.0  # an outage this long stops the run (rows stay pending)
+    outage_rule: OutageRule = field(default_factory=OutageRule)
+    # Commits failing for this long (and MAX_FAILED_COMMITS times) stop the run; sending waits.
+    commit_patience_s: float = 30.0
+    failure_budget: FailureBudget | None = None  # failed rows (job-wide) that stop the run
