@@ -810,8 +810,9 @@ async def test_a_call_that_outlives_its_timeout_lands_before_its_cases_later_row
         assert_final_state_is_last_row_per_case(emu, job)
 
 
-async def test_calls_abandoned_past_the_grace_period_hold_their_cases_in_a_quick_resume(
-    tmp_path: Path,
+@pytest.mark.parametrize("stop", ["sigterm-past-grace", "sigkill"])
+async def test_a_run_resumed_at_once_waits_for_the_calls_the_last_one_left_in_flight(
+    tmp_path: Path, stop: str
 ) -> None:
     rows = make_rows(100, 40, seed=32)
     async with emulator(40, faults=FaultConfig(slow_probability=1.0, slow_s=2.0)) as emu:
@@ -819,27 +820,13 @@ async def test_calls_abandoned_past_the_grace_period_hold_their_cases_in_a_quick
         flags = ("--rate", "200", "--burst", "8", "--concurrency", "8", "--grace-period", "0.5")
         async with child(job.argv(*flags), job.environment(), tmp_path) as process:
             await wait_until(lambda: emu.update_calls >= 8, "every worker in a slow call")
-            process.send(signal.SIGTERM)
-            stopped = await process.wait()
-        assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
+            if stop == "sigkill":
+                await process.kill()
+            else:
+                process.send(signal.SIGTERM)
+                stopped = await process.wait()
+                assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
         emu.set_faults(FaultConfig())  # at once: the abandoned calls have not landed yet
-        resumed = await run(job, *flags)
-        assert resumed.returncode == EXIT_OK, resumed.stderr
-        assert any(e["event"] == "cases_held_from_last_run" for e in resumed.events())
-        assert_final_state_is_last_row_per_case(emu, job)
-
-
-async def test_a_killed_run_resumed_at_once_waits_for_the_calls_it_left_in_flight(
-    tmp_path: Path,
-) -> None:
-    rows = make_rows(100, 40, seed=34)
-    async with emulator(40, faults=FaultConfig(slow_probability=1.0, slow_s=2.0)) as emu:
-        job = Job(tmp_path, emu.url, rows)
-        flags = ("--rate", "200", "--burst", "8", "--concurrency", "8")
-        async with child(job.argv(*flags), job.environment(), tmp_path) as process:
-            await wait_until(lambda: emu.update_calls >= 8, "every worker in a slow call")
-            await process.kill()
-        emu.set_faults(FaultConfig())
         resumed = await run(job, *flags)
         assert resumed.returncode == EXIT_OK, resumed.stderr
         assert any(e["event"] == "cases_held_from_last_run" for e in resumed.events())
