@@ -1,7 +1,8 @@
 """The lines a CSV record is read from: pulled from the stream, or given back to be read again
 after an unterminated quote, holding at most a record's bound of them.
 
-Knows no CSV: `framing` says where records end. No opening, seeking or closing files.
+Knows no CSV: `framing` says where records end. No opening, seeking or closing files: a stream
+read again from an earlier offset is handed in (`restart`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ class LineFeed:
         self._given_back.extendleft(reversed(rest))
         self.clear()
         return first
+
+    def pieces(self) -> Iterator[bytes]:
+        """The lines not pulled yet (given back first, then the stream's), as bytes and not kept:
+        for reading past a record that no longer fits. Left unfinished, it leaves the rest."""
+        return chain(self._next_given_back(), self._lines)  # chain: never closes the stream's
+
+    def restart(self, lines: Iterator[bytes]) -> None:
+        """Read on from `lines` (the stream read again from some offset), dropping what was
+        given back: it is read again from the stream."""
+        self._lines = lines
+        self._given_back.clear()
 
     def skip_line(self, head: bytes) -> int:
         """The length of a line refused on its own (`head` is its start): the rest of it is read

@@ -51,8 +51,9 @@ class Source:
     """An open input: a context manager, iterable once, yielding `Record`s in file order.
 
     Header problems raise `InputError` when the source is opened; row problems become error records.
-    `seekable` sources resume by seeking; others re-read and skip. `size_bytes` (plain files only)
-    is the denominator for progress against `Record.end_offset`.
+    `seekable` sources resume by seeking, and read a CSV record past the bound on to where it ends
+    (`CsvFraming`); others re-read and skip. `size_bytes` (plain files only) is the denominator for
+    progress against `Record.end_offset`.
     """
 
     __slots__ = (
@@ -121,7 +122,9 @@ class Source:
             self._stream.close()
 
     def _open_csv(self, delimiter: str, start_offset: int, start_line: int) -> Iterator[Record]:
-        framing = CsvFraming(self._lines(), path=self.path, delimiter=delimiter)
+        # A file or S3 object can be read again: a record past the bound is then read past.
+        reread = self._lines_from if self.seekable else None
+        framing = CsvFraming(self._lines(), path=self.path, delimiter=delimiter, reread=reread)
         self.header = framing.header
         if self.seekable and start_offset > framing.header_bytes:
             self._seek(start_offset)
@@ -154,6 +157,11 @@ class Source:
         if self._stream.read(1) != b"\n" and offset != self.size_bytes:
             raise InputError(self.path, f"resume offset {offset} is not at the start of a line")
         self._stream.seek(offset)
+
+    def _lines_from(self, offset: int) -> Iterator[bytes]:
+        """The lines again from byte `offset` (seekable sources: offsets are the stream's own)."""
+        self._stream.seek(offset)
+        return self._lines()
 
     def _lines(self) -> Iterator[bytes]:
         # Binary readline splits on b"\n" only, so "\r\n" stays in the line and in the byte count.

@@ -1,6 +1,7 @@
 """`bulkupdate run` on records that cannot be read (issue 10, item 1): a stray quote, a quoted
-cell far above csv's 128 KiB field limit, JSON nested too deeply. Each is one failed row named by
-its line; every other row is applied, and the failures file is always written.
+cell far above csv's 128 KiB field limit, one above the 4 MiB record bound, JSON nested too
+deeply. Each is one failed row named by its line; every other row is applied, and the failures
+file is always written.
 
 The real command in a subprocess, the real aiobotocore client over HTTP, the in-process emulator
 holding the truth (its update log), real SQLite checkpoints.
@@ -19,6 +20,7 @@ import pytest
 
 from bulkupdate.emulator import Emulator, EmulatorConfig, no_quotas, running_emulator
 from bulkupdate.exits import EXIT_FAILED_ROWS
+from bulkupdate.input.framing import MAX_RECORD_BYTES
 from bulkupdate.input.sources import open_source
 from tests.functional.runner import cli_env, fast_run_flags, run_cli
 from tests.functional.test_run_inputs import case, read_jsonl, run_job, write_jsonl
@@ -182,3 +184,44 @@ async def test_a_jsonl_record_nested_too_deeply_is_one_failed_row_and_the_failur
         "code": "unreadable_record",
         "message": "line 2: invalid JSON: nested too deeply to read",
     }
+
+
+async def test_a_quoted_cell_over_4_mib_is_one_failed_row_and_no_row_from_inside_it_is_applied(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # 4.5 MiB of lines inside one quoted cell, each a valid row setting a real case to urgent.
+    cell_lines = [f"{case(n % CASES + 1)},urgent,phantom {n} {'x' * 2000}\n" for n in range(2_300)]
+    cell = "".join(cell_lines)
+    assert len(cell) > MAX_RECORD_BYTES
+    rows = [f"{case(n)},high,row {n}\n" for n in range(1, 6)]
+    rows[2] = f'{case(3)},high,"{cell}"\n'  # lines 4 to 2304: the quote closes on its own line
+    path = tmp_path / "big-cell.csv"
+    path.write_text("case_id,priority,notes\n" + "".join(rows), encoding="utf-8")
+
+    result, summary = await run_job(emu, path)
+
+    assert result.returncode == EXIT_FAILED_ROWS, result.stderr
+    assert summary is not None
+    assert (summary["read"], summary["applied"], summary["failed"]) == (5, 4, 1)
+    assert sorted(
+        (u["caseId"], {f["id"]: f["value"]["stringValue"] for f in u["fields"]})
+        for u in emu.service.updates
+    ) == [(case(n), {"priority": "high", "notes": f"row {n}"}) for n in (1, 2, 4, 5)]
+    priorities = Counter(
+        c.values["priority"]["stringValue"] for c in emu.service.domains["demo"].cases.values()
+    )
+    assert priorities == {"high": 4, "low": CASES - 4}, "no case set to urgent: no phantom row"
+    before = csv.field_size_limit()
+    csv.field_size_limit(2 * MAX_RECORD_BYTES)
+    try:
+        with (tmp_path / "big-cell.failures.csv").open(encoding="utf-8", newline="") as handle:
+            _, [text, code, message] = list(csv.reader(handle))
+    finally:
+        csv.field_size_limit(before)
+    whole = rows[2].encode()
+    assert text.encode() == whole[:MAX_RECORD_BYTES], "its first 4 MiB, in one cell"
+    assert (code, message) == (
+        "unreadable_record",
+        f"line 4, column 19: record larger than 4 MiB ({len(whole)} bytes; only its first "
+        f"{MAX_RECORD_BYTES} are kept): a quoted field opened on line 4 closes on line 2304",
+    )

@@ -1,6 +1,8 @@
 """Framing's rules for records that cannot be read: a stray quote, a record past the bound, JSON
 nested too deeply. Each is one failed record; every other line is still read, and offsets stay
-exact so a run resumes after any record. Small bounds stand in for MAX_RECORD_BYTES."""
+exact so a run resumes after any record. Small bounds stand in for MAX_RECORD_BYTES; an input that
+can be read again (a file, an S3 object) is a `Rereadable`, one that cannot (stdin, .gz) is
+`pieces` alone."""
 
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulkupdate.errors import InputError
-from bulkupdate.input.framing import MAX_RECORD_BYTES, CsvFraming, Record, jsonl_records
+from bulkupdate.input.framing import (
+    MAX_RECORD_BYTES,
+    CsvFraming,
+    Record,
+    RecordError,
+    jsonl_records,
+)
 from bulkupdate.input.sources import open_stream
 
 
@@ -24,17 +32,57 @@ def pieces(data: bytes, bound_bytes: int) -> Iterator[bytes]:
     return iter(partial(io.BytesIO(data).readline, bound_bytes + 1), b"")
 
 
-def frame_csv(data: bytes, bound_bytes: int, *, start_offset: int = 0) -> list[Record]:
-    framing = CsvFraming(pieces(data, bound_bytes), path="in.csv", bound_bytes=bound_bytes)
+class Rereadable:
+    """`data` as a file is read: its lines in pieces as `sources` reads them, and again from any
+    byte offset (`reread`). Counts the bytes read."""
+
+    def __init__(self, data: bytes, bound_bytes: int) -> None:
+        self.stream = io.BytesIO(data)
+        self.piece_bytes = bound_bytes + 1
+        self.read_bytes = 0
+
+    def lines(self) -> Iterator[bytes]:
+        return iter(self._readline, b"")
+
+    def reread(self, offset: int) -> Iterator[bytes]:
+        self.stream.seek(offset)
+        return self.lines()
+
+    def _readline(self) -> bytes:
+        piece = self.stream.readline(self.piece_bytes)
+        self.read_bytes += len(piece)
+        return piece
+
+
+def csv_framing(data: bytes, bound_bytes: int, *, rereadable: bool) -> CsvFraming:
+    if not rereadable:
+        return CsvFraming(pieces(data, bound_bytes), path="in.csv", bound_bytes=bound_bytes)
+    file = Rereadable(data, bound_bytes)
+    return CsvFraming(file.lines(), path="in.csv", bound_bytes=bound_bytes, reread=file.reread)
+
+
+def frame_csv(
+    data: bytes, bound_bytes: int, *, start_offset: int = 0, rereadable: bool = False
+) -> list[Record]:
+    framing = csv_framing(data, bound_bytes, rereadable=rereadable)
     records = framing.records(
         offset=framing.header_bytes, line=framing.header_lines + 1, start_offset=start_offset
     )
     return list(records)
 
 
-def resume_csv(data: bytes, bound_bytes: int, header_bytes: int, after: Record) -> list[Record]:
+def resume_csv(
+    data: bytes, bound_bytes: int, header_bytes: int, after: Record, *, rereadable: bool = False
+) -> list[Record]:
     """Reading again from just after `after`, as a plain file is resumed: the header, then a
     seek to its end offset."""
+    if rereadable:
+        file = Rereadable(data, bound_bytes)
+        framing = CsvFraming(
+            file.lines(), path="in.csv", bound_bytes=bound_bytes, reread=file.reread
+        )
+        file.stream.seek(after.end_offset)
+        return list(framing.records(offset=after.end_offset, line=after.next_line))
     lines = chain(
         pieces(data[:header_bytes], bound_bytes), pieces(data[after.end_offset :], bound_bytes)
     )
@@ -102,6 +150,93 @@ def test_a_quote_still_open_when_its_record_would_pass_the_bound_fails_its_first
     ]
     assert len(records) == 1 + 6 * 5 + 2
     assert b"".join(r.raw for r in records) == data[len(b"case_id,note\n") :]
+
+
+# --- CSV: a quote open at the bound, in an input that can be read again (a file, an S3 object)
+
+ROW_LIKE_CELL = b"".join(b"c%d,urgent\n" % n for n in range(10, 50))  # 40 lines, 440 bytes
+
+
+def test_a_quote_open_at_the_bound_that_closes_lines_later_makes_the_whole_span_one_record() -> (
+    None
+):
+    data = b'case_id,note\nc1,first\nc2,"' + ROW_LIKE_CELL + b'end"\nc3,after\n'
+
+    records = frame_csv(data, 64, rereadable=True)
+
+    first, span, after = records  # no record made of the cell's lines
+    assert (first.values, after.values) == (
+        {"case_id": "c1", "note": "first"},
+        {"case_id": "c3", "note": "after"},
+    )
+    whole = b'c2,"' + ROW_LIKE_CELL + b'end"\n'
+    assert (span.line, span.values, span.raw) == (3, None, whole[:64])
+    assert (span.offset, span.end_offset) == (first.end_offset, first.end_offset + len(whole))
+    assert span.error == RecordError(
+        f"record larger than 64 bytes ({len(whole)} bytes; only its first 64 are kept): "
+        "a quoted field opened on line 3 closes on line 43",
+        line=3,
+        column=4,
+    )
+    assert span.next_line == after.line == 44
+    assert resume_csv(data, 64, len(b"case_id,note\n"), span, rereadable=True) == [after]
+
+
+def test_a_quote_open_at_the_bound_never_closing_fails_its_first_line_and_the_rest_is_read() -> (
+    None
+):
+    rows = b"".join(b"c%d,urgent\n" % n for n in range(3, 40))
+    data = b'case_id,note\nc2,"Bob\n' + rows
+
+    records = frame_csv(data, 64, rereadable=True)
+
+    assert errors(records) == [
+        (2, "unterminated quote from line 2: no closing quote before the end of input")
+    ]
+    assert (records[0].raw, records[0].error and records[0].error.column) == (b'c2,"Bob\n', 4)
+    assert [r.values for r in records[1:]] == [
+        {"case_id": f"c{n}", "note": "urgent"} for n in range(3, 40)
+    ]
+    assert b"".join(r.raw for r in records) == data[len(b"case_id,note\n") :]
+
+
+def test_a_first_line_alone_past_the_bound_whose_quote_closes_lines_later_is_one_record() -> None:
+    data = b'case_id,note\nc1,"' + b"x" * 100 + b"\n" + ROW_LIKE_CELL + b'"\nc2,after\n'
+
+    records = frame_csv(data, 64, rereadable=True)
+
+    span, after = records
+    assert span.error is not None
+    assert span.error.message.endswith("a quoted field opened on line 2 closes on line 43")
+    assert (span.raw, span.end_offset, span.next_line) == (data[13:77], len(data) - 9, 44)
+    assert (after.line, after.values) == (44, {"case_id": "c2", "note": "after"})
+
+
+def test_without_a_way_to_read_again_a_quote_open_at_the_bound_fails_its_first_line_only() -> None:
+    # stdin and .gz: the cell's lines after the first are read as rows. The README says so.
+    data = b'case_id,note\nc2,"' + ROW_LIKE_CELL + b'end"\nc3,after\n'
+
+    records = frame_csv(data, 64)
+
+    assert errors(records)[0] == (
+        2,
+        "unterminated quote from line 2: no closing quote within 64 bytes",
+    )
+    assert records[1].values == {"case_id": "c11", "note": "urgent"}
+
+
+def test_a_quote_that_never_closes_is_looked_past_to_the_end_of_the_input_once() -> None:
+    # Every line closes the quote the line before left open and opens another: each record is
+    # an unterminated quote, and each would look to the end again but for the first look.
+    data = b'case_id,note\nc1,"a\n' + b'x",y,"z\n' * 300
+    file = Rereadable(data, 64)
+    framing = CsvFraming(file.lines(), path="in.csv", bound_bytes=64, reread=file.reread)
+
+    records = list(framing.records(offset=framing.header_bytes, line=2))
+
+    assert len(records) == 301
+    assert all(r.error is not None and "unterminated" in r.error.message for r in records)
+    assert file.read_bytes < 3 * len(data)
 
 
 def test_a_quoted_multi_line_cell_within_the_bound_is_one_record_whatever_its_lines_look_like() -> (
@@ -232,7 +367,19 @@ def test_a_jsonl_record_nested_too_deeply_to_read_fails_alone_with_its_line() ->
 
 MESSY_LINES = st.lists(
     st.sampled_from(
-        [b"c1,a\n", b'c2,"q\n', b'x"y,z\n', b'"\n', b'",\n', b"\n", b"c3," + b"w" * 40 + b"\n"]
+        [
+            *(
+                b"c1,a\n",
+                b'c2,"q\n',
+                b'x"y,z\n',
+                b'"\n',
+                b'",\n',
+                b"\n",
+                b"c3," + b"w" * 40 + b"\n",
+            ),
+            # a quote closed and another opened; doubled quotes; a long line opening a quote
+            *(b'x",y,"z\n', b'""\n', b'c4,"' + b"v" * 40 + b"\n"),
+        ]
     )
     | st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\n"),
     max_size=30,
@@ -240,14 +387,16 @@ MESSY_LINES = st.lists(
 
 
 @settings(max_examples=300)
-@given(body=MESSY_LINES, bound_bytes=st.integers(min_value=8, max_value=48))
+@given(
+    body=MESSY_LINES, bound_bytes=st.integers(min_value=8, max_value=48), rereadable=st.booleans()
+)
 def test_every_line_after_the_header_is_in_exactly_one_record_or_blank_and_resume_is_exact(
-    body: bytes, bound_bytes: int
+    body: bytes, bound_bytes: int, rereadable: bool
 ) -> None:
     header = b"h1,h2\n"
     data = header + body
 
-    records = frame_csv(data, bound_bytes)
+    records = frame_csv(data, bound_bytes, rereadable=rereadable)
 
     position = len(header)
     for record in records:
@@ -264,5 +413,31 @@ def test_every_line_after_the_header_is_in_exactly_one_record_or_blank_and_resum
         position = record.end_offset
     assert data[position:].strip(b"\r\n") == b""
     for k, record in enumerate(records):
-        assert resume_csv(data, bound_bytes, len(header), record) == records[k + 1 :]
-        assert frame_csv(data, bound_bytes, start_offset=record.end_offset) == records[k + 1 :]
+        resumed = resume_csv(data, bound_bytes, len(header), record, rereadable=rereadable)
+        skipped = frame_csv(
+            data, bound_bytes, start_offset=record.end_offset, rereadable=rereadable
+        )
+        assert resumed == skipped == records[k + 1 :]
+
+
+@settings(max_examples=500)
+@given(body=MESSY_LINES, bound_bytes=st.integers(min_value=8, max_value=48))
+def test_past_the_bound_an_input_read_again_splits_records_where_csv_reader_does_unbounded(
+    body: bytes, bound_bytes: int
+) -> None:
+    # No row from inside another record's quotes: each record spans the lines it would with no
+    # bound (csv.reader's own records, a quote open at the end failing its first line alone),
+    # and is that record, or failed as too large.
+    data = b"h1,h2\n" + body
+    unbounded = frame_csv(data, len(data) + 1)
+
+    records = frame_csv(data, bound_bytes, rereadable=True)
+
+    assert [(r.line, r.offset, r.end_offset) for r in records] == [
+        (r.line, r.offset, r.end_offset) for r in unbounded
+    ]
+    for record, whole in zip(records, unbounded, strict=True):
+        if record != whole:
+            assert record.values is None
+            assert record.error is not None
+            assert "larger than" in record.error.message

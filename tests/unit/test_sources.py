@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from bulkupdate.aws.s3 import ObjectInfo, open_object
 from bulkupdate.errors import ConfigError, InputError
 from bulkupdate.input.framing import MAX_RECORD_BYTES
-from bulkupdate.input.sources import Record, RecordError, open_source, open_stream
+from bulkupdate.input.sources import Record, RecordError, Source, open_source, open_stream
+from tests.unit.test_s3_reader import FakeS3
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -183,6 +185,77 @@ def test_an_unterminated_quote_fails_its_first_line_alone_and_the_next_lines_are
     assert records[2].error == RecordError("expected 2 fields, got 1", line=4)
     assert [r.line for r in records] == [2, 3, 4, 5]
     assert b"".join(r.raw for r in records) == data[records[0].offset :]
+
+
+# A quoted cell over 4 MiB (lines 3 to 40003) of lines that look like rows.
+CELL_LINES = 40_000
+BIG_CELL = b"c9,phantom " + b"x" * 100 + b"\n"
+BIG_CELL_CSV = b'case_id,note\nc1,first\nc2,"' + BIG_CELL * CELL_LINES + b'end"\nc3,after\n'
+
+
+def open_big_cell(
+    tmp_path: Path, kind: str, *, start_offset: int = 0, start_line: int = 1
+) -> Source:
+    if kind == "s3":
+        info = ObjectInfo("s3://b/in.csv", len(BIG_CELL_CSV), "etag-1", None)
+        stream = open_object(FakeS3(BIG_CELL_CSV), info)  # type: ignore[arg-type]
+        return Source(
+            stream,
+            path=info.url,
+            fmt="csv",
+            seekable=True,
+            owns_stream=True,
+            start_offset=start_offset,
+            start_line=start_line,
+            size_bytes=info.size_bytes,
+        )
+    if kind == "stdin":
+        return open_stream(io.BytesIO(BIG_CELL_CSV), name="-", fmt="csv", start_offset=start_offset)
+    path = write(tmp_path, kind, BIG_CELL_CSV)
+    return open_source(path, start_offset=start_offset, start_line=start_line)
+
+
+@pytest.mark.parametrize("kind", ["in.csv", "s3"])
+def test_a_quoted_cell_over_4_mib_in_a_file_or_s3_object_is_one_failed_record_and_no_rows(
+    tmp_path: Path, kind: str
+) -> None:
+    with open_big_cell(tmp_path, kind) as source:
+        first, cell, after = list(source)
+
+    whole = b'c2,"' + BIG_CELL * CELL_LINES + b'end"\n'
+    assert (first.values, after.values) == (
+        {"case_id": "c1", "note": "first"},
+        {"case_id": "c3", "note": "after"},
+    )
+    assert cell.error == RecordError(
+        f"record larger than 4 MiB ({len(whole)} bytes; only its first {MAX_RECORD_BYTES} are "
+        f"kept): a quoted field opened on line 3 closes on line {CELL_LINES + 3}",
+        line=3,
+        column=4,
+    )
+    assert (cell.values, cell.raw) == (None, whole[:MAX_RECORD_BYTES])
+    assert (cell.offset, cell.end_offset) == (first.end_offset, after.offset)
+    assert cell.next_line == after.line == CELL_LINES + 4
+    with open_big_cell(
+        tmp_path, kind, start_offset=cell.end_offset, start_line=cell.next_line
+    ) as resumed:
+        assert list(resumed) == [after]
+
+
+@pytest.mark.parametrize("kind", ["in.csv.gz", "stdin"])
+def test_a_quoted_cell_over_4_mib_on_stdin_or_gz_fails_its_first_line_and_the_rest_is_read_as_rows(
+    tmp_path: Path, kind: str
+) -> None:
+    # Neither can be read again: the README says to give such inputs as plain files.
+    with open_big_cell(tmp_path, kind) as source:
+        records = list(source)
+
+    assert records[1].error == RecordError(
+        "unterminated quote from line 3: no closing quote within 4 MiB", line=3, column=4
+    )
+    phantom = {"case_id": "c9", "note": "phantom " + "x" * 100}
+    assert [r.values for r in records[2:-2]] == [phantom] * (CELL_LINES - 1)
+    assert records[-1].values == {"case_id": "c3", "note": "after"}
 
 
 def test_undecodable_utf8_in_a_csv_row_fails_alone_with_its_line_and_column(
