@@ -39,6 +39,7 @@ RUN_FLAGS = (
     "performed_by",
     "format",
     "delimiter",
+    "encoding",
     "datetime_encoding",
     "grace_period",
     "call_timeout",
@@ -55,6 +56,8 @@ RUN_FLAGS = (
     "shard",
     "create_table",
 )
+# What an input's name ends with (before .gz): given as JOB.toml, it was meant for --input.
+INPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".tsv", ".txt")
 
 
 def add_run_parser(commands: Any) -> None:
@@ -128,6 +131,9 @@ def add_run_parser(commands: Any) -> None:
     data.add_argument("--performed-by", metavar="ARN", help="performedBy user ARN")
     data.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
     data.add_argument("--delimiter", help="CSV delimiter (default ,)")
+    data.add_argument(
+        "--encoding", help="the input's text encoding, e.g. cp1252, latin-1 (default utf-8)"
+    )
     data.add_argument(
         "--datetime-encoding",
         choices=["auto", "iso8601", "epoch-millis"],
@@ -215,6 +221,7 @@ def load_config(args: argparse.Namespace) -> RunConfig:
 
     job: dict[str, Any] | None = None
     if args.job:
+        refuse_input_as_job(args.job)
         try:
             with open(args.job, "rb") as handle:
                 job = tomllib.load(handle)
@@ -224,6 +231,18 @@ def load_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(args.job, f"not valid TOML: {error}") from None
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
     return resolve(job=job, job_path=args.job, env=os.environ, flags=flags)
+
+
+def refuse_input_as_job(path: str) -> None:
+    """`bulkupdate run a.csv`: an input given where the job file goes."""
+    import shlex
+
+    name = path.lower().removesuffix(".gz")
+    if path == "-" or name.endswith(INPUT_SUFFIXES):
+        raise ConfigError(
+            path,
+            f"is an input, not a job file (TOML): did you mean --input {shlex.quote(path)}?",
+        )
 
 
 def run_command(args: argparse.Namespace) -> int:

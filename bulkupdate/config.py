@@ -6,6 +6,7 @@ Pure: callers hand in the parsed job table, the environment and the flags. Error
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -94,6 +95,7 @@ class RunConfig:
     performed_by: str | None = None
     format: str | None = None  # csv | jsonl; from the file name when not given
     delimiter: str = ","
+    encoding: str = "utf-8"  # the input's text encoding, as Python names it (cp1252, iso8859-1)
     datetime_encoding: str = "auto"  # auto | iso8601 | epoch-millis
     grace_period: float = 10.0  # seconds to finish in-flight calls after SIGTERM/SIGINT
     call_timeout: float = CALL_TIMEOUT_S  # seconds to wait for one UpdateCase answer
@@ -177,6 +179,26 @@ def _delimiter(value: Any) -> str:
     return text
 
 
+def _encoding(value: Any) -> str:
+    """A codec whose bytes 0-127 are ASCII (lines are split on b"\\n" before decoding), by its
+    Python name: "latin-1" -> "iso8859-1". UTF-8 with a BOM is UTF-8, which accepts one."""
+    try:
+        name = codecs.lookup(str(value)).name
+    except LookupError:
+        raise ValueError("is not an encoding Python knows (e.g. utf-8, cp1252, latin-1)") from None
+    ascii_text = "".join(map(chr, range(128)))
+    try:
+        keeps_ascii = bytes(range(128)).decode(name) == ascii_text
+    except (UnicodeDecodeError, LookupError):
+        keeps_ascii = False
+    if not keeps_ascii:
+        raise ValueError(
+            "cannot be read line by line: it does not keep ASCII bytes as they are (UTF-16 and "
+            "UTF-32 files must be saved as UTF-8 first)"
+        )
+    return "utf-8" if name == "utf-8-sig" else name
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "rate": _rate,
     "burst": _positive_int,
@@ -185,6 +207,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "blank": lambda v: Blank(_choice("skip", "clear")(v)),
     "format": _choice("csv", "jsonl"),
     "delimiter": _delimiter,
+    "encoding": _encoding,
     "datetime_encoding": _choice("auto", "iso8601", "epoch-millis"),
     "grace_period": _positive_float,
     "call_timeout": _positive_float,

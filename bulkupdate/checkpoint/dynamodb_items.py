@@ -301,7 +301,7 @@ class MetaItem:
             "gen": attr_s(self.gen),
         }
         item.update(job_name=attr_s(job.name), input_path=attr_s(job.input_path))
-        item.update(fingerprint=attr_s(job.fingerprint), format=attr_s(job.format))
+        item.update(fingerprint=attr_s(job.fingerprint), format=attr_s(job.stored_format))
         item.update(runs=attr_n(self.runs), version=attr_n(self.version), token=attr_s(self.token))
         item.update(created_at=attr_s(self.created_at.isoformat()), **self.progress())
         if self.run is not None:
@@ -321,7 +321,9 @@ class MetaItem:
         n = {name: float(value["N"]) for name, value in item.items() if "N" in value}
         resume_point = ResumePoint(int(n["resume_offset"]), int(n["resume_line"]))
         return cls(
-            job=JobIdentity(s["job_name"], s["input_path"], s["fingerprint"], s["format"]),
+            job=JobIdentity.from_stored(
+                s["job_name"], s["input_path"], s["fingerprint"], s["format"]
+            ),
             gen=s["gen"],
             resume_point=resume_point,
             resolved=unpack_offsets(resume_point.offset, bytes(item["resolved"]["B"])),

@@ -283,7 +283,7 @@ class SqliteCheckpointStore:
                     conn.execute(f"DELETE FROM {table}")
                 conn.execute(
                     "INSERT INTO job VALUES (1, ?, ?, ?, ?, 0, 1, ?, ?)",
-                    (job.name, job.input_path, job.fingerprint, job.format, now, now),
+                    (job.name, job.input_path, job.fingerprint, job.stored_format, now, now),
                 )
             # We hold the run lock, so a run still marked running lost its process.
             conn.execute(
@@ -424,7 +424,7 @@ def _read_job(
         return None
     name, input_path, fingerprint, fmt, offset, line, created_at, updated_at = row
     return (
-        JobIdentity(name, input_path, fingerprint, fmt),
+        JobIdentity.from_stored(name, input_path, fingerprint, fmt),
         ResumePoint(offset, line),
         datetime.fromisoformat(created_at),
         datetime.fromisoformat(updated_at),

@@ -32,6 +32,8 @@ __all__ = [
 
 
 DYNAMODB = "dynamodb://"  # the --checkpoint scheme of the DynamoDB store (bulkupdate.aws)
+UTF8 = "utf-8"
+_ENCODING_MARK = ";encoding="
 
 
 class RunState(StrEnum):
@@ -47,12 +49,33 @@ END_STATES = frozenset({RunState.FINISHED, RunState.INTERRUPTED, RunState.ABORTE
 
 @dataclass(frozen=True, slots=True)
 class JobIdentity:
-    """Which job a checkpoint belongs to. Equal when name, fingerprint and format are equal."""
+    """Which job a checkpoint belongs to. Equal when name, fingerprint, format and encoding are.
+
+    The fingerprint names the input's bytes, whatever their encoding; the encoding is apart:
+    the same bytes decoded otherwise are other values, so a job resumes only with its own.
+    """
 
     name: str
     input_path: str = field(compare=False)  # display only: the same input may move
     fingerprint: str  # opaque, computed by the caller from the input's content
     format: str  # "csv" or "jsonl": the same bytes framed differently are different records
+    encoding: str = UTF8  # the input's text encoding, as Python names it ("cp1252")
+
+    @property
+    def stored_format(self) -> str:
+        """`format` and `encoding` as a checkpoint keeps them: "csv" for UTF-8 (as every
+        checkpoint made before --encoding holds it), else "csv;encoding=cp1252"."""
+        if self.encoding == UTF8:
+            return self.format
+        return f"{self.format}{_ENCODING_MARK}{self.encoding}"
+
+    @classmethod
+    def from_stored(
+        cls, name: str, input_path: str, fingerprint: str, stored_format: str
+    ) -> JobIdentity:
+        """The identity a checkpoint keeps, its `stored_format` split again."""
+        fmt, _, encoding = stored_format.partition(_ENCODING_MARK)
+        return cls(name, input_path, fingerprint, fmt, encoding or UTF8)
 
     def differences(self, other: JobIdentity) -> tuple[str, ...]:
         """What differs from `other` (this one's value first), in words. Empty when equal."""
@@ -60,6 +83,7 @@ class JobIdentity:
             ("job name", self.name, other.name),
             ("input fingerprint", self.fingerprint, other.fingerprint),
             ("input format", self.format, other.format),
+            ("input encoding", self.encoding, other.encoding),
         ]
         return tuple(f"{what} differs ({a!r}, now {b!r})" for what, a, b in pairs if a != b)
 
@@ -107,18 +131,40 @@ class CheckpointError(BulkUpdateError):
 
 
 class FingerprintMismatchError(CheckpointError):
-    """The checkpoint belongs to another job or another input."""
+    """The checkpoint belongs to another job or another input: what differs, and what to do."""
 
     def __init__(self, location: str, stored: JobIdentity, given: JobIdentity) -> None:
         self.stored = stored
         self.given = given
         self.differences = stored.differences(given)
+        held = f"holds job {stored.name!r} for {stored.input_path}"
+        if (stored.name, stored.input_path) != (given.name, given.input_path):
+            held += f", not job {given.name!r} for {given.input_path}"
+        elif stored.fingerprint != given.fingerprint:  # say so: the names alone look the same
+            held += " with other data than this run reads"
         super().__init__(
             location,
-            f"holds job {stored.name!r} for {stored.input_path} but this run is job "
-            f"{given.name!r} for {given.input_path}: {'; '.join(self.differences)}. Pass "
-            "--restart to discard the checkpoint and start over, or choose another checkpoint.",
+            f"{held}: {'; '.join(self.differences)}. {_mismatch_fix(location, stored, given)}",
         )
+
+
+def _mismatch_fix(location: str, stored: JobIdentity, given: JobIdentity) -> str:
+    restart = (
+        f"pass --restart to discard job {stored.name!r} and start over (every row is sent again)"
+    )
+    if (stored.name, stored.fingerprint) == (given.name, given.fingerprint):  # how it is read
+        flags = []
+        if stored.format != given.format:
+            flags.append(f"--format {stored.format}")
+        if stored.encoding != given.encoding:
+            flags.append(f"--encoding {stored.encoding}")
+        return f"To resume the job, run it with {' '.join(flags)}; or {restart}."
+    own = "a job_name of its own" if location.startswith(DYNAMODB) else "--checkpoint PATH"
+    what = "this input" if stored.name == given.name else f"job {given.name!r}"
+    return (
+        f"To run {what} as a job of its own, give it its own checkpoint ({own}); "
+        f"to run it in place of job {stored.name!r}, {restart}."
+    )
 
 
 class CheckpointBusyError(CheckpointError):

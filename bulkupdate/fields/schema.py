@@ -29,6 +29,7 @@ from bulkupdate.fields.coerce import (
     iso_to_epoch_ms,
     make_coercer,
 )
+from bulkupdate.fields.hints import IGNORE_HINT, missing_case_id
 from bulkupdate.fields.mapping import FieldMapping, Scalar
 from bulkupdate.models import DateTimeEncoding, Field, WireValue
 
@@ -61,7 +62,8 @@ class ColumnError(BulkUpdateError, LookupError):
     """A column (CSV) or key (JSONL) that names no settable field.
 
     `reason_code` is one of unknown_column, ambiguous_column, read_only_field, duplicate_column,
-    duplicate_field, missing_case_id_column; `candidates` are field names or columns to consider.
+    duplicate_field, missing_case_id_column, wrong_delimiter; `candidates` are field names or
+    columns to consider.
     """
 
     def __init__(
@@ -78,8 +80,12 @@ class HeaderError(InputError):
     """Every bad column of a CSV header, so one run shows them all."""
 
     def __init__(self, path: str, problems: Sequence[ColumnError]) -> None:
-        only = problems[0].column if len(problems) == 1 else None
-        super().__init__(path, "; ".join(map(str, problems)), line=1, column=only)
+        if len(problems) == 1:  # "x.csv:1: column 'Colour': names no field ..."
+            only: str | None = problems[0].column
+            message = problems[0].message
+        else:
+            only, message = None, "; ".join(map(str, problems))
+        super().__init__(path, message, line=1, column=only)
         self.problems = tuple(problems)
 
 
@@ -224,10 +230,11 @@ class Schema:
         """Resolve every CSV column up front; raise one HeaderError naming every bad column."""
         columns = list(columns)
         problems: list[ColumnError] = []
+        explained: set[str] = set()  # columns a header-wide problem accounts for
         if case_id_column not in columns:
-            problems.append(
-                ColumnError(case_id_column, "missing_case_id_column", "is not in the header")
-            )
+            problem = ColumnError(*missing_case_id(columns, case_id_column))
+            problems.append(problem)
+            explained.update(problem.candidates)
         column_map = ColumnMap(self, case_id_column, mapping)
         # field id -> what sets it: a column, or the job file's [set] table
         column_of = {update["id"]: f"set.{name}" for name, update in column_map.constants}
@@ -242,7 +249,8 @@ class Schema:
             try:
                 field = column_map.resolve(column)
             except ColumnError as error:
-                problems.append(error)
+                if column not in explained or error.reason_code != "unknown_column":
+                    problems.append(error)
                 continue
             other = column_of.setdefault(field.field_id, column)
             if other != column:
@@ -327,7 +335,13 @@ class ColumnMap:
         """The field an input column names once renamed by the job file; raises ColumnError."""
         target = self._mapping.target(column)
         if target == column:
-            return self._schema.resolve(column)
+            try:
+                return self._schema.resolve(column)
+            except ColumnError as error:
+                if error.reason_code != "unknown_column":
+                    raise
+                message = f"{error.message}; {IGNORE_HINT}"
+                raise ColumnError(column, error.reason_code, message, error.candidates) from None
         try:
             return self._schema.resolve(target)
         except ColumnError as error:

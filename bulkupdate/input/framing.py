@@ -17,6 +17,7 @@ from typing import Any
 from bulkupdate.errors import InputError
 from bulkupdate.input.linefeed import LineFeed, RecordFullError, skip_line
 from bulkupdate.input.quotes import QuoteScan
+from bulkupdate.input.text import check_csv_text, undecodable
 
 # UpdateCase takes at most 220 fields of at most 4,100 characters: at 4 UTF-8 bytes a character
 # that is 3.4 MiB, plus quoting and the case id. No record a run could send is larger. A quoted
@@ -94,6 +95,7 @@ class CsvFraming:
     __slots__ = (
         "_bound",
         "_delimiter",
+        "_encoding",
         "_feed",
         "_reader",
         "_reread",
@@ -109,6 +111,7 @@ class CsvFraming:
         *,
         path: str,
         delimiter: str = ",",
+        encoding: str = "utf-8",
         bound_bytes: int = MAX_RECORD_BYTES,
         reread: Reread | None = None,
     ) -> None:
@@ -116,19 +119,22 @@ class CsvFraming:
         if csv.field_size_limit() < MAX_RECORD_BYTES:
             csv.field_size_limit(MAX_RECORD_BYTES)
         self._bound, self._delimiter, self._reread = bound_bytes, delimiter, reread
+        self._encoding = encoding
         # The first line end inside quotes of a look past the bound that found no closing quote.
         # That look was inside quotes at every later line end too, and what csv.reader does from
         # inside quotes at a line end depends only on the text after it, not on where its record
         # began: so from any line end inside quotes at or past this one, no quote closes either.
         # A look stops there, and so reads to the end of the input at most once.
         self._unclosed_from: int | None = None
-        self._feed = feed = LineFeed(lines, bound_bytes)
+        self._feed = feed = LineFeed(lines, bound_bytes, encoding)
         try:
             lines_read = _without_bom(feed.lines())
             header = next(csv.reader(lines_read, delimiter=delimiter, strict=True), None)
         except csv.Error as exc:
+            check_csv_text(path, feed.pending[:1], encoding, parsed=False)
             raise InputError(path, f"unreadable header row: {exc}", line=1) from None
-        except RecordFullError:
+        except RecordFullError as full:
+            check_csv_text(path, feed.pending[:1] or [full.line], encoding, parsed=False)
             bound = _bound_text(bound_bytes)
             message = f"header row larger than {bound}"
             if feed.pending:  # csv.reader asked for another line: a quote still open
@@ -136,9 +142,11 @@ class CsvFraming:
             raise InputError(path, message, line=1) from None
         if header is None:
             raise InputError(path, "file is empty; expected a header row", line=1)
+        check_csv_text(path, feed.pending[:1], encoding, parsed=True)
         if feed.bad:
-            _, _, decode_error = feed.bad[0]
-            raise InputError(path, f"header is not valid UTF-8: {decode_error.reason}", line=1)
+            index, line_bytes, decode_error = feed.bad[0]
+            message, column = undecodable(decode_error, line_bytes, encoding)
+            raise InputError(path, f"header row: {message}", line=1 + index, column=column)
         _check_header(path, header)
         self.header = tuple(header)
         self.header_bytes = sum(map(len, feed.pending))
@@ -166,7 +174,7 @@ class CsvFraming:
                     elif bad:
                         index, line_bytes, exc = bad[0]
                         bad.clear()
-                        error = _utf8_error(exc, line_bytes, line + index)
+                        error = _decode_error(exc, line_bytes, line + index, self._encoding)
                         yield Record(line, offset, position, raw, None, error)
                     elif len(row) != width:
                         error = _ragged(width, len(row), line, count)
@@ -302,6 +310,7 @@ def jsonl_records(
     offset: int,
     line: int,
     start_offset: int = 0,
+    encoding: str = "utf-8",
     bound_bytes: int = MAX_RECORD_BYTES,
 ) -> Iterator[Record]:
     """One JSON object per line, from byte `offset` and line `line`; blank lines are skipped. A
@@ -323,9 +332,9 @@ def jsonl_records(
             yield Record(this_line, offset, position, raw[:bound_bytes], None, error)
             continue
         try:
-            value = _JSON.decode(raw.decode())
+            value = _JSON.decode(raw.decode(encoding))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            error = _json_error(exc, raw, this_line)
+            error = _json_error(exc, raw, this_line, encoding)
         else:
             if type(value) is dict:
                 yield Record(this_line, offset, position, raw, value)
@@ -337,9 +346,9 @@ def jsonl_records(
         yield Record(this_line, offset, position, raw, None, error)
 
 
-def _json_error(exc: Exception, raw: bytes, line: int) -> RecordError:
+def _json_error(exc: Exception, raw: bytes, line: int, encoding: str) -> RecordError:
     if isinstance(exc, UnicodeDecodeError):
-        return _utf8_error(exc, raw, line)
+        return _decode_error(exc, raw, line, encoding)
     if isinstance(exc, json.JSONDecodeError):
         return RecordError(f"invalid JSON: {exc.msg}", line, exc.colno)
     if isinstance(exc, RecursionError):  # thousands of nested [ or {
@@ -405,6 +414,8 @@ def _without_bom(lines: Iterator[str]) -> Iterator[str]:
     yield from lines
 
 
-def _utf8_error(exc: UnicodeDecodeError, line_bytes: bytes, line: int) -> RecordError:
-    column = len(line_bytes[: exc.start].decode(errors="replace")) + 1
-    return RecordError(f"invalid UTF-8: {exc.reason}", line, column)
+def _decode_error(
+    exc: UnicodeDecodeError, line_bytes: bytes, line: int, encoding: str
+) -> RecordError:
+    message, column = undecodable(exc, line_bytes, encoding)
+    return RecordError(message, line, column)

@@ -30,20 +30,21 @@ class LineFeed:
     that would take the record past `bound_bytes`, so it holds at most the bound plus that line.
     """
 
-    __slots__ = ("_bound", "_given_back", "_lines", "bad", "ended", "pending")
+    __slots__ = ("_bound", "_encoding", "_given_back", "_lines", "bad", "ended", "pending")
 
-    def __init__(self, lines: Iterator[bytes], bound_bytes: int) -> None:
+    def __init__(self, lines: Iterator[bytes], bound_bytes: int, encoding: str = "utf-8") -> None:
         self._lines = lines
         self._bound = bound_bytes
+        self._encoding = encoding
         self._given_back: deque[bytes] = deque()
         self.pending: list[bytes] = []  # bytes of the lines pulled for the current record
-        self.bad: list[BadLine] = []  # those of them that are not UTF-8
+        self.bad: list[BadLine] = []  # those of them that are not text in the encoding
         self.ended = False  # the last pull found the end of the input
 
     def lines(self) -> Iterator[str]:
         """The lines as text, until the input ends (then `ended`) or a line is refused
         (`RecordFullError`): then the caller takes the record and reads on from a new `lines()`."""
-        pending, bound = self.pending, self._bound
+        pending, bound, encoding = self.pending, self._bound, self._encoding
         size = sum(map(len, pending))
         for raw in chain(self._next_given_back(), self._lines):
             size = (size if pending else 0) + len(raw)  # pending is emptied between records
@@ -51,10 +52,10 @@ class LineFeed:
                 raise RecordFullError(raw)
             pending.append(raw)
             try:  # the hot loop: one append and one decode per physical line
-                text = raw.decode()
+                text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
                 self.bad.append((len(pending) - 1, raw, exc))
-                text = raw.decode(errors="replace")  # csv.reader can still split it
+                text = raw.decode(encoding, errors="replace")  # csv.reader can still split it
             yield text
         self.ended = True
 

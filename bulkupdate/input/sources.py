@@ -23,6 +23,7 @@ from bulkupdate.input.framing import (
     RecordError,
     jsonl_records,
 )
+from bulkupdate.input.text import text_problem
 
 __all__ = ["ByteStream", "Format", "Record", "RecordError", "Source", "open_source", "open_stream"]
 
@@ -60,6 +61,7 @@ class Source:
         "_owns_stream",
         "_records",
         "_stream",
+        "encoding",
         "fmt",
         "header",
         "path",
@@ -74,6 +76,7 @@ class Source:
         path: str,
         fmt: Format,
         delimiter: str = ",",
+        encoding: str = "utf-8",
         seekable: bool = False,
         owns_stream: bool = False,
         start_offset: int = 0,
@@ -82,6 +85,7 @@ class Source:
     ) -> None:
         self.path = path
         self.fmt: Format = fmt
+        self.encoding = encoding  # the text's; offsets stay byte offsets of the stream
         self.seekable = seekable
         self.header: tuple[str, ...] | None = None
         self._stream = stream
@@ -124,7 +128,13 @@ class Source:
     def _open_csv(self, delimiter: str, start_offset: int, start_line: int) -> Iterator[Record]:
         # A file or S3 object can be read again: a record past the bound is then read past.
         reread = self._lines_from if self.seekable else None
-        framing = CsvFraming(self._lines(), path=self.path, delimiter=delimiter, reread=reread)
+        framing = CsvFraming(
+            self._lines(),
+            path=self.path,
+            delimiter=delimiter,
+            encoding=self.encoding,
+            reread=reread,
+        )
         self.header = framing.header
         if self.seekable and start_offset > framing.header_bytes:
             self._seek(start_offset)
@@ -134,16 +144,24 @@ class Source:
         return framing.records(offset=framing.header_bytes, line=line, start_offset=start_offset)
 
     def _open_jsonl(self, start_offset: int, start_line: int) -> Iterator[Record]:
+        encoding = self.encoding
         if self.seekable and start_offset > 0:
             self._seek(start_offset)
-            return jsonl_records(self._lines(), offset=start_offset, line=start_line)
+            return jsonl_records(
+                self._lines(), offset=start_offset, line=start_line, encoding=encoding
+            )
         lines = self._lines()
         first = next(lines, b"")
+        problem = text_problem(first, encoding)
+        if problem is not None:
+            raise InputError(self.path, problem)
         # The BOM belongs to no record: the first record starts just after it.
         offset = len(_BOM) if first.startswith(_BOM) else 0
         if first[offset:]:  # a file holding only a BOM has no first record
             lines = _prepend(first[offset:], lines)
-        return jsonl_records(lines, offset=offset, line=1, start_offset=start_offset)
+        return jsonl_records(
+            lines, offset=offset, line=1, start_offset=start_offset, encoding=encoding
+        )
 
     def _seek(self, offset: int) -> None:
         assert self.size_bytes is not None
@@ -177,14 +195,17 @@ def open_source(
     *,
     fmt: str | None = None,
     delimiter: str = ",",
+    encoding: str = "utf-8",
     start_offset: int = 0,
     start_line: int = 1,
 ) -> Source:
     """Open a file (`.gz` decompressed transparently) or `-` for stdin (then `fmt` is required).
 
-    `fmt` ("csv", "jsonl" or "ndjson") overrides the file name's suffix. To resume, pass an
+    `fmt` ("csv", "jsonl" or "ndjson") overrides the file name's suffix; `encoding` is the
+    text's (a codec that keeps ASCII bytes as they are; UTF-8 takes a BOM). To resume, pass an
     `end_offset` reported earlier as `start_offset` and that record's `next_line` as `start_line`:
     plain files seek there; gzip and stdin re-read and skip records before it, counting lines.
+    Offsets are byte offsets of the (uncompressed) file, whatever its encoding.
     """
     name = os.fspath(path)
     if name == "-":
@@ -192,7 +213,12 @@ def open_source(
             raise ConfigError("format", "required when reading stdin")
         stdin = sys.stdin.buffer
         return open_stream(
-            stdin, name=name, fmt=fmt, delimiter=delimiter, start_offset=start_offset
+            stdin,
+            name=name,
+            fmt=fmt,
+            delimiter=delimiter,
+            encoding=encoding,
+            start_offset=start_offset,
         )
     compressed = name.lower().endswith(".gz")
     suffix = os.path.splitext(name[:-3] if compressed else name)[1]
@@ -206,6 +232,7 @@ def open_source(
         path=name,
         fmt=resolved,
         delimiter=delimiter,
+        encoding=encoding,
         seekable=not compressed,
         owns_stream=True,
         start_offset=start_offset,
@@ -214,7 +241,13 @@ def open_source(
 
 
 def open_stream(
-    stream: ByteStream, *, name: str, fmt: str, delimiter: str = ",", start_offset: int = 0
+    stream: ByteStream,
+    *,
+    name: str,
+    fmt: str,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    start_offset: int = 0,
 ) -> Source:
     """Read an already-open binary stream (stdin, a pipe, a test's BytesIO) without seeking it.
 
@@ -222,7 +255,12 @@ def open_stream(
     keeps ownership: closing the Source does not close `stream`.
     """
     return Source(
-        stream, path=name, fmt=_format(fmt, name), delimiter=delimiter, start_offset=start_offset
+        stream,
+        path=name,
+        fmt=_format(fmt, name),
+        delimiter=delimiter,
+        encoding=encoding,
+        start_offset=start_offset,
     )
 
 

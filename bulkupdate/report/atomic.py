@@ -16,9 +16,9 @@ def temporary_path(path: str) -> Path:
     return target.with_name(f".{target.name}.tmp")
 
 
-def open_text(path: Path) -> TextIO:
-    # surrogateescape: bytes that were not UTF-8 in the input go back out unchanged.
-    return path.open("w", encoding="utf-8", errors="surrogateescape", newline="")
+def open_text(path: Path, encoding: str = "utf-8") -> TextIO:
+    # surrogateescape: bytes that were not text in the input's encoding go back out unchanged.
+    return path.open("w", encoding=encoding, errors="surrogateescape", newline="")
 
 
 def finish(handle: TextIO, temporary: Path, path: str) -> None:

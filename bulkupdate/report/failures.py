@@ -1,5 +1,5 @@
 """The failures file: every failed row of the job, rebuilt from the checkpoint in the input's
-format with its error code and message, so it can be fixed and fed back as input.
+format and encoding with its error code and message, so it can be fixed and fed back as input.
 
 Writes the file atomically, page by page, whatever bytes a row holds; decides nothing about the
 run.
@@ -20,6 +20,7 @@ from bulkupdate.input.framing import MAX_RECORD_BYTES
 from bulkupdate.models import Outcome
 from bulkupdate.report.atomic import finish, open_text, temporary_path
 
+UTF8 = "utf-8"
 ERROR_CODE_COLUMN = "error_code"
 ERROR_MESSAGE_COLUMN = "error_message"
 
@@ -42,13 +43,13 @@ def failures_csv_header(header: Sequence[str], delimiter: str = ",") -> str:
 
 
 def failures_csv_rows(
-    header: Sequence[str], failed: Iterable[Outcome], delimiter: str = ","
+    header: Sequence[str], failed: Iterable[Outcome], delimiter: str = ",", encoding: str = UTF8
 ) -> str:
     """The original cells (minus earlier error columns) plus error_code and error_message."""
     kept = [c for c in header if c not in CSV_ERROR_COLUMNS]
     rows = []
     for outcome in failed:
-        text, message = _copyable(outcome)
+        text, message = _copyable(outcome, encoding)
         text = text.lstrip("\ufeff")
         try:
             parsed = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
@@ -63,11 +64,11 @@ def failures_csv_rows(
     return _csv_lines(rows, delimiter)
 
 
-def failures_jsonl(failed: Iterable[Outcome]) -> str:
+def failures_jsonl(failed: Iterable[Outcome], encoding: str = UTF8) -> str:
     """Each original object with an `error` member ({"code", "message"})."""
     lines = []
     for outcome in failed:
-        raw, message = _copyable(outcome)
+        raw, message = _copyable(outcome, encoding)
         text = raw.rstrip("\r\n").lstrip("\ufeff")
         error = {"code": outcome.error_code, "message": message}
         try:
@@ -83,16 +84,19 @@ def failures_jsonl(failed: Iterable[Outcome]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _copyable(outcome: Outcome) -> tuple[str, str | None]:
-    """The row's text (bytes that are not UTF-8 kept by surrogateescape) and its error message,
-    which says so when the text was cut to MAX_ROW_BYTES."""
+def _copyable(outcome: Outcome, encoding: str) -> tuple[str, str | None]:
+    """The row's text in the input's encoding (bytes that are not text in it kept by
+    surrogateescape) and its error message, which says so when the text was cut to
+    MAX_ROW_BYTES and holds only what the encoding can write (the rest as \\uXXXX)."""
     raw, message = outcome.raw or b"", outcome.error_message
     if len(raw) > MAX_ROW_BYTES:
         message = (message or "") + (
             f" [the failures file kept the first {MAX_ROW_BYTES} of this row's {len(raw)} bytes]"
         )
         raw = raw[:MAX_ROW_BYTES]
-    return raw.decode("utf-8", errors="surrogateescape"), message
+    if message is not None and encoding != UTF8:  # a field name or the service's own words
+        message = message.encode(encoding, "backslashreplace").decode(encoding)
+    return raw.decode(encoding, errors="surrogateescape"), message
 
 
 async def write_failures(
@@ -102,16 +106,18 @@ async def write_failures(
     *,
     header: Sequence[str] | None,
     delimiter: str = ",",
+    encoding: str = UTF8,
 ) -> None:
-    """Write the failures file page by page to a temporary file, then rename it into place."""
+    """Write the failures file page by page to a temporary file, then rename it into place;
+    in the input's `encoding`, so that it can be fed back as it is."""
     temporary = temporary_path(path)
-    handle = await anyio.to_thread.run_sync(open_text, temporary)
+    handle = await anyio.to_thread.run_sync(open_text, temporary, encoding)
     try:
 
         def render(page: list[Outcome]) -> str:
             if fmt == "csv":
-                return failures_csv_rows(header or (), page, delimiter)
-            return failures_jsonl(page)
+                return failures_csv_rows(header or (), page, delimiter, encoding)
+            return failures_jsonl(page, encoding)
 
         if fmt == "csv":
             await anyio.to_thread.run_sync(

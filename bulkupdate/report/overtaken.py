@@ -83,9 +83,11 @@ def rewrite(
     header: Sequence[str] | None,
     delimiter: str,
     blank_clears: bool,
+    encoding: str = "utf-8",
 ) -> Outcome:
-    """The failed row as a re-run may take it: overtaken cells blank or left out, and why."""
-    text = (outcome.raw or b"").decode("utf-8", errors="surrogateescape")
+    """The failed row as a re-run may take it: overtaken cells blank or left out, and why.
+    `encoding` is the input's: the row's bytes are read and written back in it."""
+    text = (outcome.raw or b"").decode(encoding, errors="surrogateescape")
     names = sorted(overtaken.cells)
     lines = ", ".join(str(line) for line in sorted(set(overtaken.lines)))
     if fmt == "csv":
@@ -97,7 +99,7 @@ def rewrite(
     note = f" [{', '.join(names)} {how}: line {lines} of this case, applied later, set them]"
     message = (outcome.error_message or "") + note
     return replace(
-        outcome, raw=raw.encode("utf-8", errors="surrogateescape"), error_message=message
+        outcome, raw=raw.encode(encoding, errors="surrogateescape"), error_message=message
     )
 
 

@@ -45,6 +45,7 @@ def _info(status: JobStatus) -> dict[str, Any]:
         "job": status.job.name,
         "input": input_path,
         "format": status.job.format,
+        "encoding": status.job.encoding,
         "runs": status.runs,
         "last_run": {
             "state": last.state.value,

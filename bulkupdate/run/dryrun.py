@@ -62,7 +62,12 @@ async def dry_run(job: Job) -> int:
     failures = dry_run_path(config.failures)
     async with published(failures, job.s3) as local:
         await write_failures(
-            local, source.fmt, failed, header=source.header, delimiter=config.delimiter
+            local,
+            source.fmt,
+            failed,
+            header=source.header,
+            delimiter=config.delimiter,
+            encoding=config.encoding,
         )
     estimate_s = max(0.0, to_send - config.burst) / config.rate
     print(

@@ -40,6 +40,7 @@ async def write_failures_file(
                 _rewritten(store, overtaken, source, job),
                 header=source.header,
                 delimiter=config.delimiter,
+                encoding=config.encoding,
             )
     except Exception as error:  # noqa: BLE001 - the checkpoint still holds every row
         log.error("failures_file_not_written", path=config.failures, error=str(error))
@@ -91,5 +92,6 @@ async def _rewritten(
                 header=source.header,
                 delimiter=config.delimiter,
                 blank_clears=config.blank is Blank.CLEAR,
+                encoding=config.encoding,
             )
         yield outcome

@@ -259,7 +259,7 @@ async def _open_checkpoint(
     name = config.job_name
     if config.shard is not None and config.shard.count > 1:
         name = f"{name}#{config.shard.label}"
-    identity = JobIdentity(name, config.input, ready.fingerprint, ready.fmt)
+    identity = JobIdentity(name, config.input, ready.fingerprint, ready.fmt, config.encoding)
     if not config.restart:
         await check_shard_count(config)
     with relay.startup():

@@ -22,8 +22,9 @@ from bulkupdate.aws.client import open_cases
 from bulkupdate.aws.s3 import S3, ObjectInfo, is_s3, open_object
 from bulkupdate.clock import Clock, MonotonicClock
 from bulkupdate.config import RunConfig
-from bulkupdate.errors import ConfigError
-from bulkupdate.fields.rows import CSV_ERROR_COLUMNS
+from bulkupdate.errors import ConfigError, InputError
+from bulkupdate.fields.hints import case_id_candidates, case_id_fix
+from bulkupdate.fields.rows import CSV_ERROR_COLUMNS, case_id_of
 from bulkupdate.fields.schema import READ_ONLY_FIELD_IDS, BlankPolicy, ColumnMap, Schema
 from bulkupdate.input.fingerprint import changed_since, fingerprint_file, fingerprint_stream
 from bulkupdate.input.sources import Record, Source, open_source, open_stream
@@ -35,6 +36,7 @@ from bulkupdate.run.settings import EngineSettings
 
 log = structlog.get_logger("bulkupdate")
 PEEK_RECORDS = 20  # records read ahead to find case ids for DateTime detection
+SHOWN_KEYS = 8  # JSONL keys a message lists, at most
 START = ResumePoint()
 
 
@@ -55,7 +57,9 @@ def fingerprint_input(
     if config.input == "-":
         fingerprint, stream = fingerprint_stream(sys.stdin.buffer)
         return fingerprint, config.format or "csv", stream
-    with open_source(config.input, fmt=config.format, delimiter=config.delimiter) as probe:
+    with open_source(
+        config.input, fmt=config.format, delimiter=config.delimiter, encoding=config.encoding
+    ) as probe:
         return fingerprint_file(config.input), probe.fmt, None
 
 
@@ -87,12 +91,14 @@ def open_input(
             name="-",
             fmt=config.format or "csv",
             delimiter=config.delimiter,
+            encoding=config.encoding,
             start_offset=point.offset,
         )
     return open_source(
         config.input,
         fmt=config.format,
         delimiter=config.delimiter,
+        encoding=config.encoding,
         start_offset=point.offset,
         start_line=point.line,
     )
@@ -139,6 +145,7 @@ class RemoteInput:
             path=config.input,
             fmt="csv" if fmt == "csv" else "jsonl",
             delimiter=config.delimiter,
+            encoding=config.encoding,
             seekable=not compressed,
             owns_stream=True,
             start_offset=point.offset,
@@ -150,6 +157,32 @@ class RemoteInput:
 def peek(records: Iterator[Record]) -> tuple[list[Record], Iterator[Record]]:
     head = list(itertools.islice(records, PEEK_RECORDS))
     return head, itertools.chain(head, records)
+
+
+def head_case_ids(column: str, source: Source, head: list[Record]) -> list[str] | None:
+    """The case ids of the first records; None when a CSV header lacks the column (resolving
+    the header says so, with the columns that may hold the ids). Raises InputError when records
+    were read but none names a case: the ids are under another column or key, or missing, and
+    every row would fail."""
+    if source.header is not None and column not in source.header:
+        return None
+    readable = [record.values for record in head if record.values is not None]
+    case_ids = [case_id for values in readable if (case_id := case_id_of(values, column))]
+    if case_ids or not readable:
+        return case_ids
+    what = "column" if source.header is not None else "key"
+    names = list(source.header or dict.fromkeys(key for values in readable for key in values))
+    near = [name for name in case_id_candidates(names, column) if name != column]
+    if len(head) == 1:
+        message = f"the first record (line {head[0].line}) has no case id in {what} {column!r}"
+    else:
+        records = f"the first {len(head)} records (lines {head[0].line}-{head[-1].line})"
+        message = f"none of {records} has a case id in {what} {column!r}"
+    if source.header is None:
+        shown = ", ".join(map(repr, names[:SHOWN_KEYS])) + (", …" if names[SHOWN_KEYS:] else "")
+        message += f"; their keys are {shown}"
+    message += f"; {case_id_fix(near, what)}"
+    raise InputError(source.path, message, line=head[0].line)
 
 
 class Job:
@@ -167,6 +200,7 @@ class Job:
     async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
         config = self.config
         mapping = config.mapping
+        case_ids = head_case_ids(config.case_id_column, source, head)  # before any call
         # Every name that may set a field: the (renamed) columns and the job file's tables.
         header = {
             mapping.target(c)
@@ -191,12 +225,7 @@ class Job:
         )
         if config.datetime_encoding != "auto":
             encoding = DateTimeEncoding(config.datetime_encoding)
-        elif uses_datetime:
-            case_ids = [
-                str(r.values.get(config.case_id_column))
-                for r in head
-                if r.values and r.values.get(config.case_id_column)
-            ]
+        elif uses_datetime and case_ids is not None:  # None: the header's error comes first
             encoding, how = await detect_encoding(
                 api, case_ids, clock=self.clock, policy=self.policy, rng=self.rng
             )

@@ -131,6 +131,7 @@ async def test_counters_are_kept_as_last_committed_and_untouched_names_keep_thei
         (JobIdentity("tier-fix", JOB.input_path, JOB.fingerprint, JOB.format), "job name"),
         (JobIdentity(JOB.name, JOB.input_path, "sha256:beef", JOB.format), "input fingerprint"),
         (JobIdentity(JOB.name, JOB.input_path, JOB.fingerprint, "jsonl"), "input format"),
+        (JobIdentity(JOB.name, JOB.input_path, JOB.fingerprint, JOB.format, "cp1252"), "encoding"),
     ],
 )
 async def test_a_store_holding_another_job_is_refused_naming_what_differs(
@@ -148,6 +149,40 @@ async def test_a_store_holding_another_job_is_refused_naming_what_differs(
     assert named in str(caught.value)
     assert "--restart" in str(caught.value)
     assert (await store.status()).resume_point == point(1)  # refused means untouched
+
+
+async def test_a_job_read_in_another_encoding_resumes_only_in_it_and_the_refusal_says_so(
+    store: CheckpointStore,
+) -> None:
+    latin = JobIdentity(JOB.name, JOB.input_path, JOB.fingerprint, JOB.format, "cp1252")
+    await store.open(latin, restart=False)
+    await store.commit([outcome(0)], point(1), {})
+    await store.close()
+
+    with pytest.raises(FingerprintMismatchError) as caught:
+        await store.open(JOB, restart=False)
+    assert "input encoding differs ('cp1252', now 'utf-8')" in str(caught.value)
+    assert "run it with --encoding cp1252" in str(caught.value)
+    assert (await reopen(store, latin)).resume_point == point(1)
+    assert (await store.status()).job == latin
+
+
+async def test_a_job_of_the_same_name_over_other_data_is_refused_saying_what_to_do(
+    store: CheckpointStore,
+) -> None:
+    await store.open(JOB, restart=False)
+    await store.commit([outcome(0)], point(1), {})
+    await store.close()
+    other = JobIdentity(JOB.name, JOB.input_path, "stream;head=beef", JOB.format)
+
+    with pytest.raises(FingerprintMismatchError) as caught:
+        await store.open(other, restart=False)
+
+    message = str(caught.value)
+    assert f"holds job {JOB.name!r} for {JOB.input_path} with other data" in message
+    assert "but this run is job" not in message
+    assert "give it its own checkpoint" in message
+    assert "--restart" in message
 
 
 async def test_the_same_input_at_another_path_resumes_the_job(store: CheckpointStore) -> None:

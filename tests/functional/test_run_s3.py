@@ -105,6 +105,25 @@ async def test_a_gzipped_s3_input_is_read_transparently(
     assert (tmp_path / "orders.failures.csv").read_text().startswith("case_id,")
 
 
+async def test_an_s3_input_in_cp1252_is_read_with_encoding_and_its_failures_go_back_in_cp1252(
+    s3: Any, moto_s3: str, emu: Emulator, tmp_path: Path
+) -> None:
+    rows = "case_id,notes,order_total\r\ncase-0000001,Café — “vu”,\r\ncase-0000002,déjà,douze €\r\n"
+    s3.put_object(Bucket=BUCKET, Key="legacy.csv", Body=rows.encode("cp1252"))
+    result = await run_cli(
+        "run",
+        *("--input", f"s3://{BUCKET}/legacy.csv", "--encoding", "cp1252"),
+        *fast_run_flags(emu.url),
+        *("--state-dir", str(tmp_path)),
+        env={"AWS_ENDPOINT_URL_S3": moto_s3},
+    )
+    assert result.returncode == EXIT_FAILED_ROWS, result.stderr
+    [applied] = emu.service.updates
+    assert applied["fields"] == [{"id": "notes", "value": {"stringValue": "Café — “vu”"}}]
+    failures = (tmp_path / "legacy.failures.csv").read_bytes()
+    assert "case-0000002,déjà,douze €,invalid_number,".encode("cp1252") in failures
+
+
 async def test_an_interrupted_s3_run_resumes_where_it_stopped(
     s3: Any, moto_s3: str, tmp_path: Path
 ) -> None:

@@ -173,3 +173,43 @@ def test_a_failure_budget_is_a_row_count_or_a_share_of_the_rows_resolved(
     config = resolve(flags={**REQUIRED, "max_failures": text})
     assert config.max_failures == budget
     assert budget.exceeded(failed, resolved) is exceeded
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ("cp1252", "cp1252"),
+        ("Windows-1252", "cp1252"),
+        ("latin-1", "iso8859-1"),
+        ("UTF8", "utf-8"),
+        ("utf-8-sig", "utf-8"),  # UTF-8 accepts a BOM anyway
+        ("shift_jis", "shift_jis"),
+    ],
+)
+def test_the_input_encoding_is_kept_by_its_python_name(given: str, name: str) -> None:
+    assert resolve(flags={**REQUIRED, "encoding": given}).encoding == name
+    assert resolve(flags=REQUIRED, env={"BULKUPDATE_ENCODING": given}).encoding == name
+    assert resolve(job={**REQUIRED, "encoding": given}, job_path="j.toml").encoding == name
+
+
+def test_the_input_encoding_is_utf8_by_default() -> None:
+    assert resolve(flags=REQUIRED).encoding == "utf-8"
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("klingon", "is not an encoding Python knows"),
+        ("utf-16", "save"),  # not read line by line: ASCII bytes are not ASCII in it
+        ("utf-32-le", "save"),
+        ("cp037", "does not keep ASCII"),  # EBCDIC
+        ("rot13", "does not keep ASCII"),  # a codec, but not of bytes to text
+    ],
+)
+def test_an_encoding_that_cannot_be_read_line_by_line_is_refused_naming_the_key(
+    given: str, said: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve(flags={**REQUIRED, "encoding": given})
+    assert raised.value.key == "--encoding"
+    assert said in raised.value.message

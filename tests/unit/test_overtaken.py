@@ -105,3 +105,17 @@ def test_a_jsonl_record_loses_the_overtaken_keys() -> None:
     assert out.raw == b'{"case_id": "C-1", "total": "x"}\n'
     assert out.error_message is not None
     assert "status left out" in out.error_message
+
+
+def test_a_row_in_another_encoding_is_rewritten_in_that_encoding() -> None:
+    later = Overtaken({"status": "clôturé"}, [4])
+    out = rewrite(
+        failed_row("C-1,ouvert,café\n".encode("cp1252")),
+        later,
+        fmt="csv",
+        header=("case_id", "status", "total"),
+        delimiter=",",
+        blank_clears=False,
+        encoding="cp1252",
+    )
+    assert out.raw == "C-1,,café\n".encode("cp1252")

@@ -154,3 +154,25 @@ async def test_a_jsonl_row_nested_too_deeply_to_read_is_kept_as_its_text(tmp_pat
 
     [line] = path.read_text().splitlines()
     assert json.loads(line)["raw"] == deep.decode().rstrip("\n")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_failures_are_written_in_the_inputs_encoding_and_read_back_as_input(
+    tmp_path: Path, fmt: str
+) -> None:
+    text = "C-1,café — 12x\n" if fmt == "csv" else '{"case_id": "C-1", "total": "café — 12x"}\n'
+    raw = text.encode("cp1252")
+    # The service's words or a field's name may hold what cp1252 cannot: kept as \uXXXX.
+    message = "line 2: 'café — 12x' is not a number (日本)"
+    row = Outcome(0, 2, "C-1", RowStatus.FAILED, "invalid_number", message, raw, 0)
+    path = tmp_path / f"f.{fmt}"
+
+    await write_failures(str(path), fmt, [row], header=("case_id", "total"), encoding="cp1252")
+
+    with open_source(path, encoding="cp1252") as source:
+        [record] = list(source)
+    assert record.values is not None
+    assert record.values["total"] == "café — 12x"
+    assert "café — 12x" in path.read_bytes().decode("cp1252")
+    error = record.values["error_message"] if fmt == "csv" else record.values["error"]["message"]
+    assert error == "line 2: 'café — 12x' is not a number (\\u65e5\\u672c)"

@@ -166,6 +166,65 @@ def test_a_header_error_with_one_bad_column_names_that_column(schema: Schema) ->
     assert caught.value.column == "Stauts"
 
 
+def test_a_header_error_with_one_bad_column_names_it_once_with_the_closest_fields_and_the_fix(
+    schema: Schema,
+) -> None:
+    with pytest.raises(HeaderError) as caught:
+        schema.resolve_header(["case_id", "Stauts"], path="in.csv")
+    text = str(caught.value)
+    assert text.count("'Stauts'") == 1
+    assert text.startswith("in.csv:1: column 'Stauts': names no field")
+    assert "did you mean 'Status'?" in text
+    assert "ignore_columns" in text
+
+
+def test_a_jsonl_key_that_names_no_field_says_how_to_leave_it_out(schema: Schema) -> None:
+    with pytest.raises(RowRejectedError) as caught:
+        build_update({"case_id": "c-1", "Stauts": "open"}, schema.column_map())
+    assert "ignore_columns" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "fix", "codes"),
+    [
+        (["CaseId", "Title"], "pass --case-id-column CaseId ", []),
+        (["Case ID", "Title"], "pass --case-id-column 'Case ID' ", []),
+        (["case-id", "Title"], "pass --case-id-column case-id ", []),
+        (
+            ["ticket", "Title"],
+            "name the column that holds the case ids with --case-id-column",
+            ["unknown_column"],  # nothing says `ticket` holds them: it is a bad column too
+        ),
+    ],
+)
+def test_a_header_without_the_case_id_column_names_the_column_that_may_hold_them(
+    schema: Schema, header: list[str], fix: str, codes: list[str]
+) -> None:
+    with pytest.raises(HeaderError) as caught:
+        schema.resolve_header(header, path="in.csv")
+    problems = caught.value.problems
+    assert [p.reason_code for p in problems] == ["missing_case_id_column", *codes]
+    assert fix in str(caught.value)
+    assert "case_id_column" in str(caught.value)  # the job file key, too
+
+
+@pytest.mark.parametrize(
+    ("header", "flag"),
+    [
+        ("case_id;Title;Status", "--delimiter ';'"),
+        ("case_id\tTitle", "--delimiter tab"),
+        ("case_id|Title", "--delimiter '|'"),
+    ],
+)
+def test_a_header_read_as_one_column_holding_a_delimiter_suggests_that_delimiter(
+    schema: Schema, header: str, flag: str
+) -> None:
+    with pytest.raises(HeaderError) as caught:
+        schema.resolve_header([header], path="in.csv")
+    assert [p.reason_code for p in caught.value.problems] == ["wrong_delimiter"]
+    assert flag in str(caught.value)
+
+
 def test_the_case_id_column_can_have_another_name(schema: Schema) -> None:
     column_map = schema.resolve_header(["Case", "Title"], "Case")
     assert column_map.fields == {"Title": TITLE}

@@ -314,7 +314,9 @@ def test_a_line_longer_than_the_bound_is_read_in_pieces_and_fails_alone_holding_
         (b"case_id,note,case_id\n", "duplicate column name", "case_id"),
         (b"case_id,,note\n", "empty column name", 2),
         (b"case_id, \n", "empty column name", 2),
-        (b"case\xff_id\n", "not valid UTF-8", None),
+        (b"case\xff_id\n", "invalid UTF-8: invalid start byte (byte 0xff)", 5),
+        (b"case_id,Priorit\xe9\n", "pass its encoding, e.g. --encoding cp1252", 16),
+        (b'{"case_id": "c1", "vip": true}\n', "for JSONL input pass --format jsonl", None),
     ],
 )
 def test_header_problems_raise_an_input_error_naming_the_file_and_line(
@@ -373,7 +375,12 @@ def test_a_bad_json_line_fails_alone_with_its_line_and_column(tmp_path: Path) ->
         (b"[1, 2]\n", "expected a JSON object, got list", 1),
         (b'  "text"\n', "expected a JSON object, got str", 3),
         (b'{"n": NaN}\n', "invalid JSON: NaN is not allowed", None),
-        (b'{"note": "caf\xe9"}\n', "invalid UTF-8: invalid continuation byte", 14),
+        (
+            b'{"note": "caf\xe9"}\n',
+            "invalid UTF-8: invalid continuation byte (byte 0xe9); if the file is not UTF-8, "
+            "pass its encoding, e.g. --encoding cp1252",
+            14,
+        ),
         (b'{"a": 1} {"b": 2}\n', "invalid JSON: Extra data", 10),
     ],
 )
@@ -630,7 +637,8 @@ MESSY_BYTES = st.lists(
 def test_arbitrary_bytes_after_the_header_become_records_or_error_records_never_exceptions(
     body: bytes, fmt: str
 ) -> None:
-    data = (b"h1,h2\n" if fmt == "csv" else b"") + body
+    # JSONL has no header; its first line is checked like one (binary input stops whole).
+    data = (b"h1,h2\n" if fmt == "csv" else b'{"h": 1}\n') + body
     with open_stream(io.BytesIO(data), name="fuzz", fmt=fmt) as source:
         records = list(source)
 
@@ -642,3 +650,107 @@ def test_arbitrary_bytes_after_the_header_become_records_or_error_records_never_
             io.BytesIO(data), name="fuzz", fmt=fmt, start_offset=record.end_offset
         )
         assert list(resumed) == records[k + 1 :]
+
+
+# --- text encodings
+
+
+CP1252_CSV = "case_id,notes\nc1,café crème\nc2,naïve — “quoted”\nc3,plain\n".encode("cp1252")
+CP1252_JSONL = '{"case_id": "c1", "notes": "café"}\n{"case_id": "c2", "notes": "€ 5"}\n'.encode(
+    "cp1252"
+)
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.csv.gz"])
+def test_a_csv_in_another_encoding_reads_as_text_and_resumes_at_byte_offsets(
+    tmp_path: Path, name: str
+) -> None:
+    path = write(tmp_path, name, CP1252_CSV)
+
+    with open_source(path, encoding="cp1252") as source:
+        records = list(source)
+    with open_source(
+        path,
+        encoding="cp1252",
+        start_offset=records[0].end_offset,
+        start_line=records[0].next_line,
+    ) as resumed:
+        rest = list(resumed)
+
+    assert [r.values["notes"] for r in records if r.values] == [
+        "café crème",
+        "naïve — “quoted”",
+        "plain",
+    ]
+    assert b"".join(r.raw for r in records) == CP1252_CSV[CP1252_CSV.index(b"\n") + 1 :]
+    assert [CP1252_CSV.index(r.raw) for r in records] == [r.offset for r in records]
+    assert rest == records[1:]
+
+
+def test_a_jsonl_stream_in_another_encoding_reads_as_text_with_byte_offsets() -> None:
+    with open_stream(io.BytesIO(CP1252_JSONL), name="-", fmt="jsonl", encoding="cp1252") as source:
+        records = list(source)
+    with open_stream(
+        io.BytesIO(CP1252_JSONL),
+        name="-",
+        fmt="jsonl",
+        encoding="cp1252",
+        start_offset=records[0].end_offset,
+    ) as resumed:
+        rest = list(resumed)
+
+    assert [r.values for r in records] == [
+        {"case_id": "c1", "notes": "café"},
+        {"case_id": "c2", "notes": "€ 5"},
+    ]
+    assert records[1].offset == CP1252_JSONL.index(b"\n") + 1
+    assert rest == records[1:]
+
+
+def test_a_line_that_is_not_text_in_the_encoding_fails_alone_naming_the_encoding() -> None:
+    data = b"case_id,notes\nc1,\x81\nc2,ok\n"  # 0x81 is no cp1252 character
+
+    with open_stream(io.BytesIO(data), name="-", fmt="csv", encoding="cp1252") as source:
+        bad, good = list(source)
+
+    assert bad.error == RecordError(
+        "invalid cp1252: character maps to <undefined> (byte 0x81); check --encoding",
+        line=2,
+        column=4,
+    )
+    assert good.values == {"case_id": "c2", "notes": "ok"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize(
+    ("data", "encoding", "message"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00\x00\n\x00", "utf-8", "is not a text file"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "utf-8", "is not a text file"),
+        ("case_id\n".encode("utf-16"), "utf-8", "save it as UTF-8"),
+        (b"\xef\xbb\xbfcase_id\n", "cp1252", "so it is UTF-8, not cp1252: leave out --encoding"),
+    ],
+)
+def test_an_input_that_is_not_text_in_its_encoding_is_refused_whole_in_plain_words(
+    data: bytes, encoding: str, message: str, fmt: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        open_stream(io.BytesIO(data), name="in", fmt=fmt, encoding=encoding)
+
+    assert message in caught.value.message
+    assert "universal-newline" not in str(caught.value)
+
+
+def test_a_csv_with_classic_mac_line_ends_is_refused_saying_so() -> None:
+    with pytest.raises(InputError) as caught:
+        open_stream(io.BytesIO(b"case_id,vip\rc1,yes\rc2,no\r"), name="mac.csv", fmt="csv")
+
+    assert "carriage return alone" in caught.value.message
+
+
+def test_a_utf8_bom_is_still_accepted_by_default_and_with_utf8_named() -> None:
+    data = b"\xef\xbb\xbfcase_id,notes\nc1,caf\xc3\xa9\n"
+    for encoding in ("utf-8", "UTF8", "utf-8-sig"):
+        with open_stream(io.BytesIO(data), name="-", fmt="csv", encoding=encoding) as source:
+            assert source.header == ("case_id", "notes")
+            assert [r.values for r in source] == [{"case_id": "c1", "notes": "café"}]
