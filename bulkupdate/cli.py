@@ -31,6 +31,7 @@ RUN_FLAGS = (
     "failures",
     "summary",
     "rate",
+    "headroom",
     "burst",
     "concurrency",
     "max_attempts",
@@ -94,6 +95,12 @@ def add_run_parser(commands: Any) -> None:
     )
     pacing = parser.add_argument_group("pacing")
     pacing.add_argument("--rate", type=float, help="UpdateCase calls/s ceiling (default 2)")
+    pacing.add_argument(
+        "--headroom",
+        metavar="PERCENT",
+        help="percent of --rate left to agents saving cases through the same quota "
+        "(default 20; 0 takes it all)",
+    )
     pacing.add_argument("--burst", type=int, help="burst (default 2)")
     pacing.add_argument("--concurrency", type=int, help="calls in flight at most (default 16)")
     pacing.add_argument("--max-attempts", type=int, help="per row for 5xx/timeouts (default 8)")

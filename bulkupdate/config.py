@@ -88,6 +88,9 @@ class RunConfig:
     )
     rate: float = 2.0  # UpdateCase calls per second: AWS's default quota
     burst: int = 2  # AWS's default burst
+    # Percent of --rate left to the contact centre's agents, who save cases through the same
+    # account-wide quota: the job sends at most rate x (1 - headroom / 100).
+    headroom: float = 20.0
     concurrency: int = 16  # calls in flight at most
     max_attempts: int = 8  # per row, for 5xx/timeouts/connection errors (throttles never count)
     case_id_column: str = "case_id"
@@ -130,6 +133,13 @@ def _rate(value: Any) -> float:
     number = _positive_float(value)
     if not is_rate(number):  # a subnormal float: 1/rate overflows, no schedule exists
         raise ValueError("is too small to pace: no finite time between calls")
+    return number
+
+
+def _headroom(value: Any) -> float:
+    number = float(str(value).strip().removesuffix("%"))
+    if not 0.0 <= number < 100.0:  # NaN fails too
+        raise ValueError("must be a percentage from 0 up to (not including) 100")
     return number
 
 
@@ -201,6 +211,7 @@ def _encoding(value: Any) -> str:
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "rate": _rate,
+    "headroom": _headroom,
     "burst": _positive_int,
     "concurrency": _positive_int,
     "max_attempts": _positive_int,
@@ -300,8 +311,13 @@ def resolve(
             if value and not value.startswith("dynamodb://"):  # that store keys by shard itself
                 settings[key] = shard.name(value)
     config = RunConfig(**settings, mapping=mapping, job_file=job_path)
-    if shard is not None and not is_rate(shard.rate_share(config.rate, config.burst)[0]):
+    share_per_s = config.rate * (1.0 - config.headroom / 100)
+    if shard is not None and not is_rate(shard.rate_share(share_per_s, config.burst)[0]):
         raise ConfigError("--rate", f"{config.rate} shared by {shard.count} shards is too small")
+    if not is_rate(share_per_s):
+        raise ConfigError(
+            "--rate", f"{config.rate} less --headroom {config.headroom:g}% is too small"
+        )
     return config
 
 

@@ -2,84 +2,118 @@
 
 Pure: stdlib only. No I/O, no sleeping, no asyncio. Callers pass the time in and sleep themselves.
 
-`AdaptiveRate` settles just under the server's real quota, starting from a configured ceiling that
-may be several times too high. The server is a token bucket (quota q, burst b); what it tells us:
+`AdaptiveRate` keeps the job under its share of UpdateCase's quota: (1 - headroom) x the quota,
+the quota being the ceiling (--rate) until throttles show less. The server is a token bucket
+(quota q, burst b) shared with the contact centre's agents. What it tells us:
 
-* Every throttle means its bucket is empty at that moment. Between two empty moments it accepts
-  exactly q x elapsed calls, whatever we send, unless the bucket overflowed in between (we were
-  slow for long). So the accept rate since the last throttle is a quota *measurement*:
-  (accepts - 1) / (last - first), trusted from 4 accepts over 2 s (latency jitter of ~25 ms
-  is then ~1%) and over at most the last 30 s.
-* A throttle with no trusted measurement only says "slower than this".
+* A throttle means its bucket was empty when that call arrived, about when it was sent. Between
+  two such moments it admits q x elapsed calls, give or take the fraction of a token left at
+  each end, unless the bucket overflowed in between (we were slow for long). So the accepts
+  *sent* between two throttled calls' send times measure the quota. Counting by send time
+  leaves out the initial burst's calls still in flight at the first throttle (they were
+  admitted before it); the accepts sent within one service time before the end are still in
+  flight, so the span counted ends that much earlier. Whole calls miss on average half a
+  token, the fraction left at the end: half a call is added. Trusted from 4 accepts over 2 s,
+  over at most the last 30 s; below 20 accepts the start is kept, so the next one counts more.
+* Before that, (accepts + 1) / span, 2% more for timing, bounds the quota from 0.5 s on: a
+  start 4x too fast reaches the quota in one or two round trips, not four.
 
 Epochs. Answers are grouped by when their call was sent: calls sent before the last cut were
 paid for by it, so a burst of throttles already in flight lowers the rate once (one cut per
 round trip, as TCP does). Within an epoch a cut waits for 8 answers or 0.1 s, and a throttled
-share of 10% or less within 2 s of a cut is ignored: right after a cut the server bucket is
-empty, so arrival jitter alone gets a few calls refused even below the quota.
+share of 10% or less (or one throttle among 8 or more answers) within 2 s of a cut is ignored:
+right after a cut the server bucket is empty, so arrival jitter alone gets a few calls refused.
 
-Cut. Measured: rate = estimate x 0.97. The 3% margin covers the estimate's error and lets the
-server bucket refill, so its burst absorbs jitter again. Unmeasured: rate x max(0.7, share of
-the epoch's calls accepted): 0.7 (CUBIC's beta) brings a 4x overload under the quota in four
-round trips; the share makes a small overload cost a small cut. The throttled rate becomes an
-upper bound for the quota until a measurement replaces it.
+Cut. The job sends at a share of the quota it believes: 1 - headroom, and never more than 99%
+(the 1% margin covers timing jitter; a measurement from n calls is within about 1/n, and a
+larger margin only leaves tokens in the server bucket that a short run never uses). Measured:
+rate = share x estimate. Unmeasured: rate x max(0.7, share of the epoch's calls accepted), never
+above share x the bound; 0.7 (CUBIC's beta) brings a 4x overload under the quota in four round
+trips when nothing bounds it. The refused rate (or the bound) becomes the quota until a
+measurement replaces it, and the rate doubles every 4 s back up to its share of it.
 
-Recovery, on every accept. Below 0.97 x the believed quota: double every 4 s, back under the
-quota ~2 s after a 0.7 cut. Above it: probe convexly, growth per second = 0.05% x 2^(age /
-30 s), age since the last cut. Near a good estimate this crawls, so the under-quota half of a
-cycle refills the server bucket about as much as the over-quota half drains it: average ~ q,
-one throttle per ~50 s. Left alone it speeds up (2x in ~2.5 min) to follow a raised quota. With
-only a bound or a coarse estimate (< 20 accepts) the doubling is every 4 s instead: that belief
-may be jitter, so find the real quota soon. The rate never leaves [floor, ceiling].
+Probing. The believed quota grows on every accept: 0.05% a second, the growth doubling every
+30 s since the last cut, so near a good estimate it crawls and the under-quota half of a cycle
+refills the server bucket about as much as the over-quota half drains it (one throttle per
+~50 s); left alone it doubles in ~2.5 min, to follow a raised quota. A bound or a coarse
+estimate (< 20 accepts) doubles its growth every 4 s instead: that belief may be jitter. Below
+10 calls/s the growth slows in proportion: each probe past the quota costs a throttle, so it is
+spread over as many calls as at 10/s.
 
-Floor. 5% of the ceiling, at most 0.1/s (the default 2/s gives 0.1): low enough to yield to
-agents sharing the quota, high enough that a throttled run still moves. A ceiling is any positive
-rate (a shard of 2/s over 32 processes gets 0.0625/s), so the floor follows it down.
+Headroom (the job's share is below 1). Throttled while the service accepted at least the share
+of what it sent, the quota is not below the job's rate: others (agents) use more than the
+headroom. The job yields: its rate x max(0.7, share accepted), as a factor that grows back as
+probing does, back to its share in about a minute once they are done; the quota stands. Below
+that share, the quota itself is lower: measured or bounded as above. The measured quota grows
+back very slowly (0.005% a second, doubling every 60 s: ~6 min to reach 1.25x) to notice a
+raised quota or a measurement taken while agents were busy; throttled above it, the job drops
+straight back to it.
+
+Floor. 5% of the share, at most 0.1/s (the default 2/s less 20% gives 0.08): low enough to yield
+to agents sharing the quota, high enough that a throttled run still moves. A ceiling is any
+positive rate (a shard of 2/s over 32 processes gets 0.0625/s), so the floor follows it down.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
 
 from bulkupdate.pacing.bucket import check_rate, is_rate
 
-__all__ = ["AdaptiveRate", "RateTuning", "default_floor_per_s"]
+__all__ = ["AdaptiveRate", "RateTuning", "Regime", "default_floor_per_s"]
 
-MAX_DOUBLINGS = 10.0  # probing growth stops accelerating at 2^10 x its start (~0.5/s)
-FLOOR_SHARE = 0.05  # the default floor: this share of the ceiling ...
+MAX_DOUBLINGS = 10.0  # probing growth stops accelerating at 2^10 x its start
+FLOOR_SHARE = 0.05  # the default floor: this part of the job's share ...
 MAX_FLOOR_PER_S = 0.1  # ... but never above this
 
 
-def default_floor_per_s(ceiling_per_s: float) -> float:
-    """The lowest rate throttles can push the controller to, for a `ceiling_per_s` of any size."""
-    floor_per_s = min(MAX_FLOOR_PER_S, ceiling_per_s * FLOOR_SHARE)
-    # A ceiling so small that 5% of it has no float interval between calls stays put instead.
-    return floor_per_s if is_rate(floor_per_s) else ceiling_per_s
+def default_floor_per_s(share_per_s: float) -> float:
+    """The lowest rate throttles can push the controller to, for a `share_per_s` of any size."""
+    floor_per_s = min(MAX_FLOOR_PER_S, share_per_s * FLOOR_SHARE)
+    # A share so small that 5% of it has no float interval between calls stays put instead.
+    return floor_per_s if is_rate(floor_per_s) else share_per_s
+
+
+class Regime(StrEnum):
+    """What the rate is set from."""
+
+    SHARE = "share"  # the ceiling less the headroom: nothing throttled, or grown back to it
+    FINDING = "finding"  # throttled above the quota, not measured yet: under the refused rate
+    MEASURED = "measured"  # the share of the quota measured from accepted calls
+    YIELDING = "yielding"  # throttled within its share: others use more than the headroom
 
 
 @dataclass(frozen=True, slots=True)
 class RateTuning:
     """The controller's constants; the module docstring says why each has its value."""
 
-    margin: float = 0.03
+    margin: float = 0.01
     beta: float = 0.7
     fast_doubling_s: float = 4.0
     probe_gain_per_s: float = 0.0005
     probe_doubling_s: float = 30.0
     unmeasured_gain_per_s: float = 0.0005
     unmeasured_doubling_s: float = 4.0
+    probe_calls_per_s: float = 10.0
+    quota_gain_per_s: float = 0.00005  # with headroom: the measured quota's own regrowth
+    quota_doubling_s: float = 60.0
     window_s: float = 30.0
     min_samples: int = 4
     min_span_s: float = 2.0
+    confident_samples: int = 20
+    bound_span_s: float = 0.5
+    bound_pad: float = 0.02
+    count_lean: float = 0.5
     evidence_answers: int = 8
     evidence_s: float = 0.1
     jitter_share: float = 0.1
     settle_s: float = 2.0
     assumed_rtt_s: float = 0.25
-    confident_samples: int = 20
 
 
 class AdaptiveRate:
@@ -87,52 +121,71 @@ class AdaptiveRate:
 
     __slots__ = (
         "_accepts",
+        "_cap_per_s",
         "_ceiling_per_s",
+        "_counted",
+        "_end_s",
         "_epoch_accepts",
         "_epoch_start_s",
         "_epoch_throttles",
-        "_estimate_samples",
         "_floor_per_s",
+        "_found_per_s",
+        "_headroom",
         "_last_cut_s",
         "_last_update_s",
         "_mark_s",
-        "_measured",
         "_probe_start_s",
         "_quota_per_s",
         "_rate_per_s",
+        "_samples",
         "_tuning",
+        "_yield",
     )
 
     def __init__(
         self,
         ceiling_per_s: float,
         *,
+        headroom: float = 0.0,
         floor_per_s: float | None = None,
         initial_per_s: float | None = None,
         tuning: RateTuning | None = None,
     ) -> None:
         check_rate(ceiling_per_s)
+        if not 0.0 <= headroom < 1.0:
+            raise ValueError(f"headroom must be at least 0 and below 1, got {headroom}")
+        share_per_s = ceiling_per_s * (1.0 - headroom)
+        check_rate(share_per_s)
         if floor_per_s is None:
-            floor_per_s = default_floor_per_s(ceiling_per_s)
+            floor_per_s = default_floor_per_s(share_per_s)
         check_rate(floor_per_s)
-        if floor_per_s > ceiling_per_s:
-            raise ValueError(f"floor_per_s {floor_per_s} exceeds ceiling_per_s {ceiling_per_s}")
+        if floor_per_s > share_per_s:
+            raise ValueError(f"floor_per_s {floor_per_s} exceeds the share {share_per_s}")
         self._ceiling_per_s = ceiling_per_s
+        self._headroom = headroom
         self._floor_per_s = floor_per_s
+        self._cap_per_s = share_per_s
         self._tuning = RateTuning() if tuning is None else tuning
-        self._rate_per_s = self._clamp(ceiling_per_s if initial_per_s is None else initial_per_s)
-        self._accepts: deque[float] = deque()  # answer times of accepted calls, last window_s
-        self._quota_per_s: float | None = None  # what we believe the server's quota is
-        self._measured = False  # True when _quota_per_s came from the accept rate
-        self._mark_s: float | None = None  # a moment the server bucket was empty (a throttle)
-        self._last_cut_s = -math.inf
-        self._probe_start_s = 0.0  # probing speeds up with time since this: first answer, last cut
-        self._last_update_s: float | None = None
+        self._rate_per_s = self._clamp(self._cap_per_s if initial_per_s is None else initial_per_s)
+        # The quota believed in (None: the ceiling), measured or bounded by a refused rate and
+        # grown since; as it was found; and how many accepts measured it (0: a bound).
+        self._quota_per_s: float | None = None
+        self._found_per_s: float | None = None
+        self._counted = 0
+        self._yield = 1.0  # below 1 while others use more than the headroom
+        # Accepted calls as (answered, sent), last window_s; the send times of a throttled call
+        # counting starts from (the mark) and of the latest one; accepts last measured from.
+        self._accepts: deque[tuple[float, float]] = deque()
+        self._mark_s: float | None = None
+        self._end_s = -math.inf
+        self._samples = 0
         # The current epoch: answers to calls sent at or after _epoch_start_s.
         self._epoch_start_s = -math.inf
         self._epoch_accepts = 0
         self._epoch_throttles = 0
-        self._estimate_samples = 0
+        self._last_cut_s = -math.inf
+        self._probe_start_s = 0.0  # probing speeds up with time since this: first answer, cut
+        self._last_update_s: float | None = None
 
     @property
     def rate_per_s(self) -> float:
@@ -143,6 +196,15 @@ class AdaptiveRate:
         return self._ceiling_per_s
 
     @property
+    def share_per_s(self) -> float:
+        """The most this job sends: the ceiling less the headroom."""
+        return self._cap_per_s
+
+    @property
+    def headroom(self) -> float:
+        return self._headroom
+
+    @property
     def floor_per_s(self) -> float:
         return self._floor_per_s
 
@@ -151,18 +213,28 @@ class AdaptiveRate:
         """The server quota the controller believes in, or None before the first throttle."""
         return self._quota_per_s
 
+    @property
+    def regime(self) -> Regime:
+        if self._yield < 1.0:
+            return Regime.YIELDING
+        if self._quota_per_s is None:
+            return Regime.SHARE
+        return Regime.MEASURED if self._measured else Regime.FINDING
+
     def on_accept(self, now_s: float, *, sent_s: float | None = None) -> bool:
         """Record an accepted call (answered at `now_s`, sent at `sent_s`); True if the rate fell.
 
-        Pass `sent_s` when known: it says which epoch the answer belongs to.
+        Pass `sent_s` when known: it says which epoch the answer belongs to and when the call
+        reached the server.
         """
+        sent = self._sent_s(now_s, sent_s)
         accepts = self._accepts
-        accepts.append(now_s)
+        accepts.append((now_s, sent))
         horizon_s = now_s - self._tuning.window_s
-        while accepts[0] < horizon_s:
+        while accepts[0][0] < horizon_s:
             accepts.popleft()
         self._recover(now_s)
-        if self._sent_s(now_s, sent_s) < self._epoch_start_s:
+        if sent < self._epoch_start_s:
             return False
         self._epoch_accepts += 1
         return self._epoch_throttles > 0 and self._maybe_cut(now_s)
@@ -176,47 +248,83 @@ class AdaptiveRate:
         sent = self._sent_s(now_s, sent_s)
         if sent < self._epoch_start_s:
             return False
+        self._end_s = max(self._end_s, sent)
         if self._mark_s is None:
             # First throttle ever: the server bucket is empty from here on, and the answers in
             # flight since the start include its initial burst. Judge the calls sent from now.
-            self._mark_s = now_s
+            self._mark_s = sent
             self._start_epoch(sent)
         self._epoch_throttles += 1
         return self._maybe_cut(now_s)
 
     def _maybe_cut(self, now_s: float) -> bool:
         tuning = self._tuning
-        accepted = self._epoch_accepts
-        answered = accepted + self._epoch_throttles
+        throttles = self._epoch_throttles
+        answered = self._epoch_accepts + throttles
         age_s = now_s - self._last_cut_s
         if answered < tuning.evidence_answers and age_s < tuning.evidence_s:
             return False  # a single early answer is noise at high rates; wait for a few more
-        throttled_share = self._epoch_throttles / answered
-        if throttled_share <= tuning.jitter_share and age_s < tuning.settle_s:
+        jitter = throttles / answered <= tuning.jitter_share or (
+            throttles == 1 and answered >= tuning.evidence_answers
+        )
+        if jitter and age_s < tuning.settle_s:
             # Right after a cut the server bucket is empty, so arrival jitter alone gets a few
             # calls throttled even below the quota. Overload shows as a larger share.
             return False
         rate = self._rate_per_s
-        estimate = self._estimate(now_s)
-        if estimate is not None and estimate * (1.0 - tuning.margin) < rate:
-            # Measured cut: while saturated the server let `estimate` calls/s through.
-            self._quota_per_s = estimate
-            self._measured = self._estimate_samples >= tuning.confident_samples
-            new_rate = estimate * (1.0 - tuning.margin)
+        kept = max(tuning.beta, min(1.0 - tuning.margin, self._epoch_accepts / answered))
+        estimate, bound = self._estimate(now_s)
+        if estimate is not None and estimate * (1.0 - tuning.margin) >= rate:
+            estimate = None  # the measurement says this rate fits: the throttles came from others
+        got = bound if estimate is None else estimate  # what the service let through, at most
+        if self._headroom > 0.0 and got >= (1.0 - self._headroom) * rate:
+            self._give_way(rate * kept, estimate)
+        elif estimate is not None:
+            self._found(estimate, self._samples)
+            self._rate_per_s = self._clamp(estimate * self._share())
         else:
-            # No usable measurement: cut multiplicatively, less when most calls still got in,
-            # and remember that `rate` was too fast.
-            quota = self._quota_per_s
-            self._quota_per_s = rate if quota is None else min(quota, rate)
-            self._measured = False
-            kept = min(1.0 - tuning.margin, accepted / answered)
-            new_rate = rate * max(tuning.beta, kept)
-        self._rate_per_s = self._clamp(new_rate)
+            # Cut multiplicatively, less when most calls still got in, never above what the
+            # accepts allow; the refused rate bounds the quota.
+            bound = min(rate, bound)
+            believed = self._quota_per_s
+            self._found(bound if believed is None else min(believed, bound), 0)
+            self._rate_per_s = self._clamp(min(rate * kept, bound * self._share()))
         self._last_cut_s = now_s
         self._probe_start_s = now_s
         self._last_update_s = now_s
         self._start_epoch(now_s)
         return True
+
+    def _give_way(self, kept_per_s: float, estimate: float | None) -> None:
+        """Throttled although the service took the job's share of what it sent."""
+        found, believed = self._found_per_s, self._quota_per_s
+        if found is not None and believed is not None and believed > found:
+            # Growing the quota back found it where it was (or higher, if just measured).
+            self._found(found if estimate is None else max(found, estimate), self._counted)
+            self._rate_per_s = self._clamp(self._base_per_s())
+            return
+        # Others use more than the headroom: yield; the quota stands.
+        self._yield = max(self._floor_per_s, kept_per_s) / self._base_per_s()
+        self._rate_per_s = self._clamp(self._yield * self._base_per_s())
+
+    def _found(self, quota_per_s: float, counted: int) -> None:
+        """Believe `quota_per_s`, measured from `counted` accepts (0: a bound)."""
+        self._quota_per_s = self._found_per_s = quota_per_s
+        self._counted = counted
+        self._yield = 1.0
+
+    @property
+    def _measured(self) -> bool:
+        return self._counted >= self._tuning.confident_samples
+
+    def _share(self) -> float:
+        """The part of the believed quota the job sends at."""
+        return 1.0 - max(self._headroom, self._tuning.margin)
+
+    def _base_per_s(self) -> float:
+        """The rate before yielding: the share of the believed quota, or of the ceiling."""
+        quota = self._quota_per_s
+        return self._cap_per_s if quota is None else min(self._cap_per_s, quota * self._share())
 
     def _start_epoch(self, start_s: float) -> None:
         self._epoch_start_s = start_s
@@ -226,27 +334,33 @@ class AdaptiveRate:
     def _sent_s(self, now_s: float, sent_s: float | None) -> float:
         return now_s - self._tuning.assumed_rtt_s if sent_s is None else sent_s
 
-    def _estimate(self, now_s: float) -> float | None:
-        """Accept rate since the mark, when enough of it was seen to trust.
-
-        Between two moments the server bucket was empty (two throttles), accepted calls equal
-        quota x time, whatever we sent, unless the bucket overflowed in between.
-        """
+    def _estimate(self, now_s: float) -> tuple[float | None, float]:
+        """The quota measured from the accepts sent since the mark (None when too few), and an
+        upper bound on it (infinite before bound_span_s)."""
         tuning = self._tuning
-        if self._mark_s is None:
-            return None
-        start_s = max(self._mark_s, now_s - tuning.window_s)
+        mark_s, end_s = self._mark_s, self._end_s
+        if mark_s is None or end_s <= mark_s:
+            return None, math.inf
+        mark_s = max(mark_s, end_s - tuning.window_s)
         accepts = self._accepts
-        first = bisect.bisect_right(accepts, start_s)
-        count = len(accepts) - first
-        if count < tuning.min_samples:
-            return None
-        span_s = accepts[-1] - accepts[first]
-        if span_s < tuning.min_span_s:
-            return None
-        self._mark_s = now_s
-        self._estimate_samples = count
-        return (count - 1) / span_s
+        count, latency_s = 0, 0.0
+        first = bisect.bisect_right(accepts, (mark_s, math.inf))  # answered after the mark
+        for answered_s, sent_s in itertools.islice(accepts, first, None):
+            if mark_s < sent_s <= end_s:
+                count += 1
+                latency_s += answered_s - sent_s
+        # Accepts sent within one latency before the end may still be on their way.
+        missing_s = max(0.0, latency_s / count - (now_s - end_s)) if count else 0.0
+        span_s = end_s - mark_s - missing_s
+        if span_s < tuning.bound_span_s or not count:
+            return None, math.inf  # a service that took nothing may be refusing for other reasons
+        bound = (count + 1) / span_s * (1.0 + tuning.bound_pad)
+        if count < tuning.min_samples or span_s < tuning.min_span_s:
+            return None, bound
+        self._samples = count
+        if count >= tuning.confident_samples:
+            self._mark_s = end_s  # a coarse measurement keeps its mark: the next counts more
+        return (count + tuning.count_lean) / span_s, bound
 
     def _recover(self, now_s: float) -> None:
         last_s = self._last_update_s
@@ -257,20 +371,47 @@ class AdaptiveRate:
         if now_s <= last_s:
             return
         dt_s = now_s - last_s
+        age_s = now_s - self._probe_start_s
         tuning = self._tuning
+        if self._yield < 1.0:
+            growth = _growth(tuning.probe_gain_per_s, tuning.probe_doubling_s, age_s, dt_s)
+            self._yield = min(1.0, self._yield * growth)
+        elif self._quota_per_s is not None:
+            self._probe(age_s, dt_s)
+        target = self._yield * self._base_per_s()
         rate = self._rate_per_s
-        quota = self._quota_per_s
-        target = None if quota is None else quota * (1.0 - tuning.margin)
-        if target is not None and rate < target:
-            rate = min(target, rate * 2.0 ** (dt_s / tuning.fast_doubling_s))
+        if rate < target:  # back up to the share after a cut that went under it
+            target = min(target, rate * 2.0 ** (dt_s / tuning.fast_doubling_s))
+        self._rate_per_s = self._clamp(target)
+
+    def _probe(self, age_s: float, dt_s: float) -> None:
+        """Grow the believed quota, to find a raised one (or agents gone home)."""
+        assert self._quota_per_s is not None
+        tuning = self._tuning
+        if self._headroom > 0.0:
+            gain, doubling_s = tuning.quota_gain_per_s, tuning.quota_doubling_s
+        elif self._measured:
+            gain, doubling_s = tuning.probe_gain_per_s, tuning.probe_doubling_s
         else:
-            if self._measured:
-                gain, doubling_s = tuning.probe_gain_per_s, tuning.probe_doubling_s
-            else:
-                gain, doubling_s = tuning.unmeasured_gain_per_s, tuning.unmeasured_doubling_s
-            age_s = min(now_s - self._probe_start_s, MAX_DOUBLINGS * doubling_s)
-            rate *= math.exp(gain * 2.0 ** (age_s / doubling_s) * dt_s)
-        self._rate_per_s = self._clamp(rate)
+            gain, doubling_s = tuning.unmeasured_gain_per_s, tuning.unmeasured_doubling_s
+        if self._counted:
+            # Each probe past a quota measured from accepts costs a throttle: below
+            # probe_calls_per_s, spread it over as many calls as at that rate. (A bound after
+            # a deep cut may be far under the quota: no slowing there.)
+            gain *= min(1.0, self._rate_per_s / tuning.probe_calls_per_s)
+        quota = self._quota_per_s * _growth(gain, doubling_s, age_s, dt_s)
+        if quota * self._share() >= self._cap_per_s:
+            self._quota_per_s = self._found_per_s = None  # back to the ceiling's share
+            self._counted = 0
+        else:
+            self._quota_per_s = quota
 
     def _clamp(self, rate_per_s: float) -> float:
-        return min(self._ceiling_per_s, max(self._floor_per_s, rate_per_s))
+        return min(self._cap_per_s, max(self._floor_per_s, rate_per_s))
+
+
+def _growth(gain_per_s: float, doubling_s: float, age_s: float, dt_s: float) -> float:
+    """The factor to grow by over `dt_s`: `gain_per_s` at first, the growth doubling every
+    `doubling_s` of `age_s` (at most MAX_DOUBLINGS times)."""
+    age_s = min(age_s, MAX_DOUBLINGS * doubling_s)
+    return math.exp(gain_per_s * 2.0 ** (age_s / doubling_s) * dt_s)

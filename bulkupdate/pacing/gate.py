@@ -1,15 +1,17 @@
 """The rate gate every worker passes before an UpdateCase call: one shared token bucket whose
-rate the adaptive controller moves on accepts and throttles.
+rate the adaptive controller moves on accepts and throttles; each change of the controller's
+regime is told (`pacing_regime`), with the rate and why.
 
 Sleeps only through the injected Clock; the decisions themselves live in `adaptive` and `bucket`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bulkupdate.clock import Clock
-from bulkupdate.pacing.adaptive import AdaptiveRate
+from bulkupdate.pacing.adaptive import AdaptiveRate, Regime
 from bulkupdate.pacing.bucket import TokenBucket
 
 # Waiters re-check their slot this often, so a rate cut reaches slots already handed out
@@ -18,19 +20,43 @@ SLOT_CHECK_S = 0.25
 # Rate increases smaller than this are not worth revoking every waiting slot for.
 MIN_INCREASE = 0.01
 
+Tell = Callable[[str, Mapping[str, Any]], None]
+
 
 class RateGate:
-    __slots__ = ("_bucket", "_clock", "_control", "_throttled")
+    __slots__ = ("_bucket", "_clock", "_control", "_regime", "_tell", "_throttled")
 
-    def __init__(self, rate_per_s: float, burst: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        clock: Clock,
+        *,
+        headroom: float = 0.0,
+        tell: Tell | None = None,
+    ) -> None:
+        """`rate_per_s` is the ceiling (--rate, or a shard's part of it); the job sends at most
+        (1 - `headroom`) of it. `tell` hears `pacing_regime` now and on each change."""
         self._clock = clock
-        self._bucket = TokenBucket(rate_per_s, burst)
-        self._control = AdaptiveRate(rate_per_s)
+        self._control = AdaptiveRate(rate_per_s, headroom=headroom)
+        self._bucket = TokenBucket(self._control.rate_per_s, burst)
         self._throttled = False
+        self._tell = tell
+        self._regime = self._control.regime
+        self._told()
 
     @property
     def rate_per_s(self) -> float:
         return self._bucket.rate_per_s
+
+    @property
+    def share_per_s(self) -> float:
+        """The most the job sends: the ceiling less the headroom."""
+        return self._control.share_per_s
+
+    @property
+    def regime(self) -> Regime:
+        return self._control.regime
 
     async def pass_(self, stopped: Callable[[], bool] = lambda: False) -> float | None:
         """Wait for this caller's slot; return the time it was granted (the send time), or None
@@ -67,3 +93,43 @@ class RateGate:
         current_per_s = self._bucket.rate_per_s
         if target_per_s < current_per_s or target_per_s >= current_per_s * (1 + MIN_INCREASE):
             self._bucket.set_rate(target_per_s, now_s)
+        if self._control.regime is not self._regime:
+            self._regime = self._control.regime
+            self._told()
+
+    def _told(self) -> None:
+        if self._tell is None:
+            return
+        control = self._control
+        quota = control.quota_estimate_per_s
+        self._tell(
+            "pacing_regime",
+            {
+                "regime": control.regime.value,
+                "rate_per_s": round(control.rate_per_s, 3),
+                "share_per_s": round(control.share_per_s, 3),
+                "quota_per_s": None if quota is None else round(quota, 3),
+                "headroom_percent": round(100 * control.headroom, 3),
+                "why": why(control),
+            },
+        )
+
+
+def why(control: AdaptiveRate) -> str:
+    """The regime in words, for the log."""
+    regime = control.regime
+    percent = f"{100 * control.headroom:g}%"
+    if regime is Regime.SHARE:
+        if control.headroom == 0.0:
+            return f"the ceiling ({control.ceiling_per_s:g}/s), with no headroom"
+        return f"the ceiling ({control.ceiling_per_s:g}/s) less {percent} headroom for others"
+    if regime is Regime.FINDING:
+        return "throttled above the quota: below the rate refused until accepts measure it"
+    if regime is Regime.MEASURED:
+        quota = control.quota_estimate_per_s
+        kept = f" less {percent} headroom" if control.headroom else ""
+        return f"the quota measured from accepted calls ({quota:.3g}/s){kept}"
+    return (
+        "throttled within its share: others are using more than the headroom, "
+        "so the job gives way until they are done"
+    )

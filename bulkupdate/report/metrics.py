@@ -36,6 +36,16 @@ COUNTERS = (
 )
 GAUGES = (
     ("bulkupdate_rate_per_second", "Current adaptive UpdateCase rate", "rate_per_s"),
+    (
+        "bulkupdate_share_per_second",
+        "Most UpdateCase calls/s the job sends: --rate less the --headroom left to agents",
+        "share_per_s",
+    ),
+    (
+        "bulkupdate_yielding",
+        "1 while throttled within its share: others use more than the headroom",
+        "yielding",
+    ),
     ("bulkupdate_in_flight", "UpdateCase calls in flight", "in_flight"),
     ("bulkupdate_rows_done", "Rows resolved over all runs of the job", "rows_done"),
     ("bulkupdate_rows_left", "Rows of the input not resolved yet", "rows_left"),

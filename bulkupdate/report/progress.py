@@ -20,6 +20,8 @@ from bulkupdate.report.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
 LOG_EVERY_S = 10.0
+# Engine events that are news, not trouble: logged at info; any other is a warning.
+INFO_EVENTS = frozenset({"pacing_regime"})
 
 
 class Running(Protocol):
@@ -88,6 +90,9 @@ class ProgressSink:
             )
 
     def event(self, name: str, data: Mapping[str, Any]) -> None:
+        if name in INFO_EVENTS:
+            log.info(name, **data)
+            return
         if name != "progress":
             log.warning(name, **data)
             return

@@ -69,11 +69,16 @@ async def dry_run(job: Job) -> int:
             delimiter=config.delimiter,
             encoding=config.encoding,
         )
-    estimate_s = max(0.0, to_send - config.burst) / config.rate
+    # The job sends at most --rate less the headroom it leaves to agents.
+    share_per_s = config.rate * (1.0 - config.headroom / 100)
+    estimate_s = max(0.0, to_send - config.burst) / share_per_s
+    pace = f"{share_per_s:g}/s"
+    if config.headroom:
+        pace += f" (--rate {config.rate:g} less {config.headroom:g}% headroom)"
     print(
         f"dry run: {to_send} rows to send, {len(failed)} would fail (see {failures}), "
         f"{unchanged} with nothing to change; about {estimate_s / 60:.1f} min at "
-        f"{config.rate}/s burst {config.burst}. Nothing was sent.",
+        f"{pace}, burst {config.burst}. Nothing was sent.",
         file=sys.stderr,
     )
     return EXIT_FAILED_ROWS if failed else EXIT_OK

@@ -24,6 +24,7 @@ from bulkupdate.fields.rows import Row
 from bulkupdate.fields.schema import ColumnMap
 from bulkupdate.input.sources import Record
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.pacing.adaptive import Regime
 from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
 from bulkupdate.pacing.outage import OutageWatch
 from bulkupdate.pacing.retry import GiveUp, RetryPolicy
@@ -93,7 +94,13 @@ class Engine:
         self._on_event = on_event or (lambda event, data: None)
         self._random = rng or random.Random()
         self._policy = RetryPolicy(max_attempts=settings.max_attempts)
-        self.gate = RateGate(settings.rate_per_s, settings.burst, clock)
+        self.gate = RateGate(
+            settings.rate_per_s,
+            settings.burst,
+            clock,
+            headroom=settings.headroom,
+            tell=lambda name, data: self._on_event(name, data),
+        )
         self.stats = RunStats()
         self._lanes: CaseLanes[Row | Outcome] = CaseLanes()
         self._chunks = Chunks(
@@ -482,6 +489,9 @@ class Engine:
             "pending": self._frontier.pending,
             "in_flight": self._in_flight,
             "rate_per_s": round(self.gate.rate_per_s, 3),
+            "share_per_s": round(self.gate.share_per_s, 3),
+            "pacing": self.gate.regime.value,
+            "yielding": int(self.gate.regime is Regime.YIELDING),
             "resume_offset": self._frontier.resume_point().offset,
             "held": self._holds.held,
             "outage": self._outage.active,

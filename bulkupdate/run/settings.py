@@ -16,7 +16,7 @@ from bulkupdate.pacing.outage import OutageRule
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     concurrency: int
-    rate_per_s: float
+    rate_per_s: float  # the ceiling: --rate, or this shard's part of it
     burst: int
     max_attempts: int
     grace_period_s: float
@@ -31,3 +31,4 @@ class EngineSettings:
     # Commits failing for this long (and MAX_FAILED_COMMITS times) stop the run; sending waits.
     commit_patience_s: float = 30.0
     failure_budget: FailureBudget | None = None  # failed rows (job-wide) that stop the run
+    headroom: float = 0.0  # part of the rate left to others sharing the quota (0.2: 20%)

@@ -277,7 +277,9 @@ class Job:
     def settings(self) -> EngineSettings:
         config = self.config
         rate_per_s, burst = config.rate, config.burst
-        if config.shard is not None:  # --rate and --burst are the whole job's: share them
+        # --rate and --burst are the whole job's: shards share them, and with them its share
+        # of the quota (each keeps --headroom of its part).
+        if config.shard is not None:
             rate_per_s, burst = config.shard.rate_share(rate_per_s, burst)
         return EngineSettings(
             concurrency=config.concurrency,
@@ -291,4 +293,5 @@ class Job:
             settle_period_s=config.settle_period,
             outage_timeout_s=config.outage_timeout,
             failure_budget=config.max_failures,
+            headroom=config.headroom / 100,
         )

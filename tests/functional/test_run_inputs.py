@@ -772,7 +772,8 @@ async def test_a_dry_run_writes_the_failures_it_would_write_and_sends_nothing(
 
     assert result.returncode == 1, result.stderr
     assert "1 rows to send, 2 would fail" in result.stderr
-    assert re.search(r"about [0-9.]+ min at 1000\.0/s", result.stderr)
+    # At --rate 1000 less the default 20% headroom left to agents.
+    assert re.search(r"about [0-9.]+ min at 800/s \(--rate 1000 less 20% headroom\)", result.stderr)
     failures = read_csv(tmp_path / "check.failures.dry-run.csv")
     assert [(f["case_id"], f["error_code"]) for f in failures] == [
         (case(2), "inactive_option"),
@@ -839,9 +840,9 @@ async def test_a_run_without_a_domain_id_exits_2_and_says_so(emu: Emulator, tmp_
 @pytest.mark.parametrize(
     ("env", "flags", "rate"),
     [
-        pytest.param({}, [], "3.0", id="job-file"),
-        pytest.param({"BULKUPDATE_RATE": "7"}, [], "7.0", id="environment-over-job-file"),
-        pytest.param({"BULKUPDATE_RATE": "7"}, ["--rate", "11"], "11.0", id="flag-over-both"),
+        pytest.param({}, [], "3", id="job-file"),
+        pytest.param({"BULKUPDATE_RATE": "7"}, [], "7", id="environment-over-job-file"),
+        pytest.param({"BULKUPDATE_RATE": "7"}, ["--rate", "11"], "11", id="flag-over-both"),
     ],
 )
 async def test_flags_override_the_environment_which_overrides_the_job_file(
@@ -860,7 +861,7 @@ async def test_flags_override_the_environment_which_overrides_the_job_file(
     )
 
     assert result.returncode == 0, result.stderr
-    assert f"at {rate}/s burst 1" in result.stderr
+    assert f"(--rate {rate} less 20% headroom), burst 1" in result.stderr
 
 
 # --- order -----------------------------------------------------------------------------------
