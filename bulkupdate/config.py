@@ -137,7 +137,10 @@ def _rate(value: Any) -> float:
 
 
 def _headroom(value: Any) -> float:
-    number = float(str(value).strip().removesuffix("%"))
+    try:
+        number = float(str(value).strip().removesuffix("%"))
+    except ValueError:
+        number = math.nan
     if not 0.0 <= number < 100.0:  # NaN fails too
         raise ValueError("must be a percentage from 0 up to (not including) 100")
     return number

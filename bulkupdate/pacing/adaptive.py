@@ -68,6 +68,7 @@ from bulkupdate.pacing.bucket import check_rate, is_rate
 __all__ = ["AdaptiveRate", "RateTuning", "Regime", "default_floor_per_s"]
 
 MAX_DOUBLINGS = 10.0  # probing growth stops accelerating at 2^10 x its start
+LATENCY_WEIGHT = 0.1  # of each accepted call's send-to-answer time in the running average
 FLOOR_SHARE = 0.05  # the default floor: this part of the job's share ...
 MAX_FLOOR_PER_S = 0.1  # ... but never above this
 
@@ -112,6 +113,7 @@ class RateTuning:
     evidence_answers: int = 8
     evidence_s: float = 0.1
     jitter_share: float = 0.1
+    measured_jitter_share: float = 0.3
     settle_s: float = 2.0
     assumed_rtt_s: float = 0.25
 
@@ -133,6 +135,7 @@ class AdaptiveRate:
         "_headroom",
         "_last_cut_s",
         "_last_update_s",
+        "_latency_s",
         "_mark_s",
         "_probe_start_s",
         "_quota_per_s",
@@ -179,6 +182,7 @@ class AdaptiveRate:
         self._mark_s: float | None = None
         self._end_s = -math.inf
         self._samples = 0
+        self._latency_s = 0.0  # accepted calls' send-to-answer time, a running average
         # The current epoch: answers to calls sent at or after _epoch_start_s.
         self._epoch_start_s = -math.inf
         self._epoch_accepts = 0
@@ -228,6 +232,7 @@ class AdaptiveRate:
         reached the server.
         """
         sent = self._sent_s(now_s, sent_s)
+        self._latency_s += (now_s - sent - self._latency_s) * LATENCY_WEIGHT
         accepts = self._accepts
         accepts.append((now_s, sent))
         horizon_s = now_s - self._tuning.window_s
@@ -264,7 +269,11 @@ class AdaptiveRate:
         age_s = now_s - self._last_cut_s
         if answered < tuning.evidence_answers and age_s < tuning.evidence_s:
             return False  # a single early answer is noise at high rates; wait for a few more
-        jitter = throttles / answered <= tuning.jitter_share or (
+        if age_s < self._latency_s:
+            return False  # its throttles come back first: its accepts take a service time
+        # Below a measured quota the bucket refills only by the margin: more jitter to ride out.
+        tolerated = tuning.measured_jitter_share if self._counted else tuning.jitter_share
+        jitter = throttles / answered <= tolerated or (
             throttles == 1 and answered >= tuning.evidence_answers
         )
         if jitter and age_s < tuning.settle_s:
@@ -341,8 +350,8 @@ class AdaptiveRate:
         mark_s, end_s = self._mark_s, self._end_s
         if mark_s is None or end_s <= mark_s:
             return None, math.inf
-        mark_s = max(mark_s, end_s - tuning.window_s)
         accepts = self._accepts
+        mark_s = max(mark_s, end_s - tuning.window_s)
         count, latency_s = 0, 0.0
         first = bisect.bisect_right(accepts, (mark_s, math.inf))  # answered after the mark
         for answered_s, sent_s in itertools.islice(accepts, first, None):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkupdate.pacing.adaptive import AdaptiveRate, RateTuning, default_floor_per_s
+from bulkupdate.pacing.adaptive import AdaptiveRate, RateTuning, Regime, default_floor_per_s
 from bulkupdate.pacing.bucket import TokenBucket
 
 # -- TokenBucket ------------------------------------------------------------------------------
@@ -166,27 +166,49 @@ def test_throttles_already_in_flight_cut_the_rate_once() -> None:
     assert control.rate_per_s == after_cut
 
 
-def test_throttle_drops_rate_below_measured_quota() -> None:
+def test_throttle_drops_rate_one_percent_below_measured_quota() -> None:
     control = AdaptiveRate(ceiling_per_s=40.0)
     control.on_throttle(0.0, sent_s=-0.01)  # marks: the server bucket is empty now
     end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=5.0)
     assert control.on_throttle(end_s + 0.01, sent_s=end_s)
-    assert control.quota_estimate_per_s == pytest.approx(10.0, rel=0.01)
-    assert control.rate_per_s == pytest.approx(9.7, rel=0.01)  # 3% under the quota
+    quota = control.quota_estimate_per_s
+    assert quota == pytest.approx(10.0, rel=0.02)  # 50 accepts (+ half a token) over 5 s
+    assert control.rate_per_s == pytest.approx(0.99 * quota)
+    assert control.regime is Regime.MEASURED
 
 
-def test_measurement_needs_two_seconds_of_accepts() -> None:
+def test_the_burst_in_flight_at_the_first_throttle_is_not_counted_in_the_quota() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.006, sent_s=0.005)  # the first refusal: the bucket just ran dry
+    for _ in range(16):  # the initial burst, sent at 0 and admitted before it, answered after
+        control.on_accept(0.02, sent_s=0.0)
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=3.0)
+    control.on_throttle(end_s + 0.01, sent_s=end_s)
+    assert control.quota_estimate_per_s == pytest.approx(10.0, rel=0.03)
+
+
+def test_a_start_four_times_too_fast_is_cut_near_the_quota_on_its_second_refusal() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)  # 40 -> 28: nothing is known yet
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=0.6)
+    assert control.on_throttle(end_s + 0.01, sent_s=end_s)
+    # Six accepts in 0.61 s: the quota is at most (6 + 1) / 0.61, 2% more for timing.
+    assert control.quota_estimate_per_s == pytest.approx(7 / 0.61 * 1.02)
+    assert 10.0 <= control.rate_per_s <= 12.0
+    assert control.regime is Regime.FINDING
+
+
+def test_a_second_of_accepts_bounds_the_quota_but_does_not_measure_it() -> None:
     control = AdaptiveRate(ceiling_per_s=40.0)
     control.on_throttle(0.0, sent_s=-0.01)
     end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=1.0)
-    before = control.rate_per_s
     # 1 refusal among 10 accepts is jitter; the 2nd makes 2 of 12, overload.
     assert not control.on_throttle(end_s + 0.2, sent_s=end_s + 0.1)
     assert control.on_throttle(end_s + 0.21, sent_s=end_s + 0.1)
-    # One second of accepts is no measurement: a multiplicative cut by the share accepted
-    # (10 of 12, above the 0.7 floor), and the refused rate becomes the bound.
-    assert control.rate_per_s == pytest.approx(before * 10 / 12)
-    assert control.quota_estimate_per_s == pytest.approx(before)
+    bound = 11 / 1.11 * 1.02  # (10 accepts + 1) over the 1.11 s since the mark
+    assert control.regime is Regime.FINDING
+    assert control.quota_estimate_per_s == pytest.approx(bound)
+    assert control.rate_per_s == pytest.approx(0.99 * bound)
 
 
 def test_a_few_throttles_among_many_accepts_right_after_a_cut_are_jitter() -> None:
@@ -203,25 +225,73 @@ def test_a_few_throttles_among_many_accepts_right_after_a_cut_are_jitter() -> No
     assert control.rate_per_s >= settled
 
 
+def test_below_a_measured_quota_a_quarter_refused_right_after_the_cut_is_still_jitter() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.01)
+    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=5.0)
+    control.on_throttle(end_s + 0.01, sent_s=end_s)
+    settled = control.rate_per_s
+    t = end_s + 0.01
+    for _ in range(6):
+        t += 0.1
+        control.on_accept(t, sent_s=t - 0.01)
+    assert not control.on_throttle(t + 0.01, sent_s=t)
+    assert not control.on_throttle(t + 0.02, sent_s=t + 0.01)  # 2 of 8
+    assert control.rate_per_s >= settled
+
+
+def test_an_epoch_is_not_judged_before_its_accepts_can_have_come_back() -> None:
+    control = AdaptiveRate(ceiling_per_s=40.0)
+    control.on_throttle(0.0, sent_s=-0.3)
+    for i in range(1, 51):  # accepted calls take 0.3 s to answer
+        control.on_accept(0.3 + i * 0.1, sent_s=i * 0.1)
+    assert control.on_throttle(5.4, sent_s=5.1)
+    after_cut = control.rate_per_s
+    # Two calls sent after the cut come back refused within 0.15 s; its accepts are not due.
+    assert not control.on_throttle(5.5, sent_s=5.45)
+    assert not control.on_throttle(5.55, sent_s=5.5)
+    assert control.rate_per_s >= after_cut
+
+
 def test_rate_recovers_towards_the_quota_after_a_deep_cut() -> None:
     control = AdaptiveRate(ceiling_per_s=40.0)
     control.on_throttle(0.0, sent_s=-0.01)
     control.on_throttle(0.5, sent_s=0.4)
     assert control.rate_per_s == pytest.approx(19.6)
     saturate(control, 1.0, quota_per_s=19.0, seconds=3.0)
-    # Back to 0.97 x the throttled rate, never past the ceiling.
-    assert control.rate_per_s == pytest.approx(28.0 * 0.97, rel=0.01)
+    # Back to 0.99 x the throttled rate, never past the ceiling.
+    assert control.rate_per_s == pytest.approx(28.0 * 0.99, rel=0.01)
+
+
+def measured(quota_per_s: float) -> tuple[AdaptiveRate, float]:
+    """A controller that has just measured `quota_per_s` over 10 s; the time."""
+    control = AdaptiveRate(ceiling_per_s=4 * quota_per_s)
+    control.on_throttle(0.0, sent_s=-0.01)
+    end_s = saturate(control, 0.0, quota_per_s=quota_per_s, seconds=10.0)
+    control.on_throttle(end_s + 0.01, sent_s=end_s)
+    assert control.regime is Regime.MEASURED
+    return control, end_s + 0.01
 
 
 def test_rate_probes_above_a_measured_quota_slowly() -> None:
-    control = AdaptiveRate(ceiling_per_s=40.0)
-    control.on_throttle(0.0, sent_s=-0.01)
-    end_s = saturate(control, 0.0, quota_per_s=10.0, seconds=5.0)
-    control.on_throttle(end_s + 0.01, sent_s=end_s)
-    saturate(control, end_s + 0.01, quota_per_s=9.7, seconds=10.0)
-    assert 9.7 < control.rate_per_s < 9.7 * 1.01  # a crawl near the estimate
-    saturate(control, end_s + 10.01, quota_per_s=9.8, seconds=120.0)
+    control, now_s = measured(10.0)
+    after_cut = control.rate_per_s
+    now_s = saturate(control, now_s, quota_per_s=after_cut, seconds=10.0)
+    assert after_cut < control.rate_per_s < after_cut * 1.01  # a crawl near the estimate
+    saturate(control, now_s, quota_per_s=after_cut, seconds=120.0)
     assert control.rate_per_s > 12.0  # left alone it speeds up, to follow a raised quota
+
+
+def test_below_ten_calls_a_second_probing_counts_calls_not_seconds() -> None:
+    def growth(quota_per_s: float) -> float:
+        control, now_s = measured(quota_per_s)
+        after_cut = control.rate_per_s
+        saturate(control, now_s, quota_per_s=after_cut, seconds=60.0)
+        return control.rate_per_s / after_cut - 1.0
+
+    # At 2/s each probe past the quota costs as large a share of calls as at 10/s only if
+    # it comes five times less often.
+    assert growth(2.0) == pytest.approx(growth(10.0) / 5, rel=0.1)
 
 
 def test_initial_rate_and_bounds_are_clamped() -> None:
