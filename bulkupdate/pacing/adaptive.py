@@ -2,34 +2,28 @@
 
 Pure: stdlib only. No I/O, no sleeping, no asyncio. Callers pass the time in and sleep themselves.
 
-`AdaptiveRate` keeps the job under its share of UpdateCase's quota: (1 - headroom) x the quota,
-the quota being the ceiling (--rate) until throttles show less. The server is a token bucket
-(quota q, burst b) shared with the contact centre's agents. What it tells us:
-
-* A throttle means its bucket was empty when that call arrived, about when it was sent. Between
-  two such moments it admits q x elapsed calls, give or take the fraction of a token left at
-  each end, unless the bucket overflowed in between (we were slow for long). So the accepts
-  *sent* between two throttled calls' send times measure the quota. Counting by send time
-  leaves out the initial burst's calls still in flight at the first throttle (they were
-  admitted before it); the accepts sent within one service time before the end are still in
-  flight, so the span counted ends that much earlier. Whole calls miss on average half a
-  token, the fraction left at the end: half a call is added. Trusted from 4 accepts over 2 s,
-  over at most the last 30 s; below 20 accepts the start is kept, so the next one counts more.
-* Before that, (accepts + 1) / span, 2% more for timing, bounds the quota from 0.5 s on: a
-  start 4x too fast reaches the quota in one or two round trips, not four.
+`AdaptiveRate` keeps the job under its share of UpdateCase's quota: 1 - headroom of it, the
+quota being the ceiling (--rate) until throttles show less. The service is a token bucket shared
+with the contact centre's agents: a throttle means it was empty when that call arrived, and the
+calls it accepted between two throttled ones measure the quota, or before that bound it
+(`bulkupdate.pacing.meter`).
 
 Epochs. Answers are grouped by when their call was sent: calls sent before the last cut were
 paid for by it, so a burst of throttles already in flight lowers the rate once (one cut per
-round trip, as TCP does). Within an epoch a cut waits for 8 answers or 0.1 s, and a throttled
-share of 10% or less (or one throttle among 8 or more answers) within 2 s of a cut is ignored:
-right after a cut the server bucket is empty, so arrival jitter alone gets a few calls refused.
+round trip, as TCP does). Within an epoch a cut waits for 8 answers or 0.1 s, and for one
+accepted call's latency: its throttles answer at once, its accepts a service time later, so an
+earlier look sees only refusals. Within 2 s of a cut, a throttled share of 10% or less (30% under
+a quota measured from accepts, where the bucket refills only by the margin) or a single throttle
+among 8 or more answers is ignored: right after a cut the server bucket is empty, so arrival
+jitter alone gets a few calls refused even below the quota.
 
-Cut. The job sends at a share of the quota it believes: 1 - headroom, and never more than 99%
-(the 1% margin covers timing jitter; a measurement from n calls is within about 1/n, and a
-larger margin only leaves tokens in the server bucket that a short run never uses). Measured:
-rate = share x estimate. Unmeasured: rate x max(0.7, share of the epoch's calls accepted), never
-above share x the bound; 0.7 (CUBIC's beta) brings a 4x overload under the quota in four round
-trips when nothing bounds it. The refused rate (or the bound) becomes the quota until a
+Cut. The job sends at a share of the quota it believes: 1 - headroom, at most 99%. The 1%
+margin covers timing jitter; a larger one (3% until this version) only leaves tokens in the
+server bucket that a short run never uses: refilled at 3% of the quota while the probe took
+~40 s to climb back, a 32 s benchmark ended 1-2% short. Measured: rate = share x estimate.
+Unmeasured: rate x max(0.7, share of the epoch's calls accepted), never above share x the bound:
+0.7 (CUBIC's beta) brings a 4x overload under the quota in four round trips when nothing bounds
+it, the bound in one or two. The refused rate (or the bound) becomes the quota until a
 measurement replaces it, and the rate doubles every 4 s back up to its share of it.
 
 Probing. The believed quota grows on every accept: 0.05% a second, the growth doubling every
@@ -37,17 +31,18 @@ Probing. The believed quota grows on every accept: 0.05% a second, the growth do
 refills the server bucket about as much as the over-quota half drains it (one throttle per
 ~50 s); left alone it doubles in ~2.5 min, to follow a raised quota. A bound or a coarse
 estimate (< 20 accepts) doubles its growth every 4 s instead: that belief may be jitter. Below
-10 calls/s the growth slows in proportion: each probe past the quota costs a throttle, so it is
-spread over as many calls as at 10/s.
+10 calls/s growth past a quota measured from accepts slows in proportion: each probe costs a
+throttle, so it is spread over as many calls as at 10/s (at 2/s, 2% throttled is one call in
+fifty). A bound after a deep cut may be far under the quota: it grows back at full speed.
 
-Headroom (the job's share is below 1). Throttled while the service accepted at least the share
-of what it sent, the quota is not below the job's rate: others (agents) use more than the
-headroom. The job yields: its rate x max(0.7, share accepted), as a factor that grows back as
-probing does, back to its share in about a minute once they are done; the quota stands. Below
-that share, the quota itself is lower: measured or bounded as above. The measured quota grows
-back very slowly (0.005% a second, doubling every 60 s: ~6 min to reach 1.25x) to notice a
-raised quota or a measurement taken while agents were busy; throttled above it, the job drops
-straight back to it.
+Headroom. Throttled while the service took at least the job's share of what it sent, the quota
+is not below the job's rate: others (agents) use more than the headroom. The job yields: its
+rate x max(0.7, share accepted), as a factor that grows back as probing does, to its share in
+one to two minutes once they are done; the quota stands. When the service took less, --rate is
+above the quota: it is measured or bounded as above, and the job keeps the headroom of it. That
+measured quota grows back very slowly (0.005% a second, doubling every 60 s: ~6 min to 1.25x),
+to notice a raised quota or a measurement taken while agents were busy; throttled above it, the
+job drops straight back to it.
 
 Floor. 5% of the share, at most 0.1/s (the default 2/s less 20% gives 0.08): low enough to yield
 to agents sharing the quota, high enough that a throttled run still moves. A ceiling is any
@@ -56,19 +51,16 @@ positive rate (a shard of 2/s over 32 processes gets 0.0625/s), so the floor fol
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
-from collections import deque
-from dataclasses import dataclass
 from enum import StrEnum
 
 from bulkupdate.pacing.bucket import check_rate, is_rate
+from bulkupdate.pacing.meter import QuotaMeter
+from bulkupdate.pacing.tuning import RateTuning
 
 __all__ = ["AdaptiveRate", "RateTuning", "Regime", "default_floor_per_s"]
 
 MAX_DOUBLINGS = 10.0  # probing growth stops accelerating at 2^10 x its start
-LATENCY_WEIGHT = 0.1  # of each accepted call's send-to-answer time in the running average
 FLOOR_SHARE = 0.05  # the default floor: this part of the job's share ...
 MAX_FLOOR_PER_S = 0.1  # ... but never above this
 
@@ -89,44 +81,13 @@ class Regime(StrEnum):
     YIELDING = "yielding"  # throttled within its share: others use more than the headroom
 
 
-@dataclass(frozen=True, slots=True)
-class RateTuning:
-    """The controller's constants; the module docstring says why each has its value."""
-
-    margin: float = 0.01
-    beta: float = 0.7
-    fast_doubling_s: float = 4.0
-    probe_gain_per_s: float = 0.0005
-    probe_doubling_s: float = 30.0
-    unmeasured_gain_per_s: float = 0.0005
-    unmeasured_doubling_s: float = 4.0
-    probe_calls_per_s: float = 10.0
-    quota_gain_per_s: float = 0.00005  # with headroom: the measured quota's own regrowth
-    quota_doubling_s: float = 60.0
-    window_s: float = 30.0
-    min_samples: int = 4
-    min_span_s: float = 2.0
-    confident_samples: int = 20
-    bound_span_s: float = 0.5
-    bound_pad: float = 0.02
-    count_lean: float = 0.5
-    evidence_answers: int = 8
-    evidence_s: float = 0.1
-    jitter_share: float = 0.1
-    measured_jitter_share: float = 0.3
-    settle_s: float = 2.0
-    assumed_rtt_s: float = 0.25
-
-
 class AdaptiveRate:
     """Sets the send rate from what the server answers: accepted calls and throttled ones."""
 
     __slots__ = (
-        "_accepts",
         "_cap_per_s",
         "_ceiling_per_s",
         "_counted",
-        "_end_s",
         "_epoch_accepts",
         "_epoch_start_s",
         "_epoch_throttles",
@@ -135,12 +96,10 @@ class AdaptiveRate:
         "_headroom",
         "_last_cut_s",
         "_last_update_s",
-        "_latency_s",
-        "_mark_s",
+        "_meter",
         "_probe_start_s",
         "_quota_per_s",
         "_rate_per_s",
-        "_samples",
         "_tuning",
         "_yield",
     )
@@ -176,13 +135,7 @@ class AdaptiveRate:
         self._found_per_s: float | None = None
         self._counted = 0
         self._yield = 1.0  # below 1 while others use more than the headroom
-        # Accepted calls as (answered, sent), last window_s; the send times of a throttled call
-        # counting starts from (the mark) and of the latest one; accepts last measured from.
-        self._accepts: deque[tuple[float, float]] = deque()
-        self._mark_s: float | None = None
-        self._end_s = -math.inf
-        self._samples = 0
-        self._latency_s = 0.0  # accepted calls' send-to-answer time, a running average
+        self._meter = QuotaMeter(self._tuning)
         # The current epoch: answers to calls sent at or after _epoch_start_s.
         self._epoch_start_s = -math.inf
         self._epoch_accepts = 0
@@ -232,12 +185,7 @@ class AdaptiveRate:
         reached the server.
         """
         sent = self._sent_s(now_s, sent_s)
-        self._latency_s += (now_s - sent - self._latency_s) * LATENCY_WEIGHT
-        accepts = self._accepts
-        accepts.append((now_s, sent))
-        horizon_s = now_s - self._tuning.window_s
-        while accepts[0][0] < horizon_s:
-            accepts.popleft()
+        self._meter.accepted(now_s, sent)
         self._recover(now_s)
         if sent < self._epoch_start_s:
             return False
@@ -253,12 +201,11 @@ class AdaptiveRate:
         sent = self._sent_s(now_s, sent_s)
         if sent < self._epoch_start_s:
             return False
-        self._end_s = max(self._end_s, sent)
-        if self._mark_s is None:
+        if not self._meter.marked:
             # First throttle ever: the server bucket is empty from here on, and the answers in
             # flight since the start include its initial burst. Judge the calls sent from now.
-            self._mark_s = sent
             self._start_epoch(sent)
+        self._meter.throttled(sent)
         self._epoch_throttles += 1
         return self._maybe_cut(now_s)
 
@@ -269,7 +216,7 @@ class AdaptiveRate:
         age_s = now_s - self._last_cut_s
         if answered < tuning.evidence_answers and age_s < tuning.evidence_s:
             return False  # a single early answer is noise at high rates; wait for a few more
-        if age_s < self._latency_s:
+        if age_s < self._meter.latency_s:
             return False  # its throttles come back first: its accepts take a service time
         # Below a measured quota the bucket refills only by the margin: more jitter to ride out.
         tolerated = tuning.measured_jitter_share if self._counted else tuning.jitter_share
@@ -282,14 +229,14 @@ class AdaptiveRate:
             return False
         rate = self._rate_per_s
         kept = max(tuning.beta, min(1.0 - tuning.margin, self._epoch_accepts / answered))
-        estimate, bound = self._estimate(now_s)
+        estimate, bound = self._meter.measure(now_s)
         if estimate is not None and estimate * (1.0 - tuning.margin) >= rate:
             estimate = None  # the measurement says this rate fits: the throttles came from others
         got = bound if estimate is None else estimate  # what the service let through, at most
         if self._headroom > 0.0 and got >= (1.0 - self._headroom) * rate:
             self._give_way(rate * kept, estimate)
         elif estimate is not None:
-            self._found(estimate, self._samples)
+            self._found(estimate, self._meter.samples)
             self._rate_per_s = self._clamp(estimate * self._share())
         else:
             # Cut multiplicatively, less when most calls still got in, never above what the
@@ -342,34 +289,6 @@ class AdaptiveRate:
 
     def _sent_s(self, now_s: float, sent_s: float | None) -> float:
         return now_s - self._tuning.assumed_rtt_s if sent_s is None else sent_s
-
-    def _estimate(self, now_s: float) -> tuple[float | None, float]:
-        """The quota measured from the accepts sent since the mark (None when too few), and an
-        upper bound on it (infinite before bound_span_s)."""
-        tuning = self._tuning
-        mark_s, end_s = self._mark_s, self._end_s
-        if mark_s is None or end_s <= mark_s:
-            return None, math.inf
-        accepts = self._accepts
-        mark_s = max(mark_s, end_s - tuning.window_s)
-        count, latency_s = 0, 0.0
-        first = bisect.bisect_right(accepts, (mark_s, math.inf))  # answered after the mark
-        for answered_s, sent_s in itertools.islice(accepts, first, None):
-            if mark_s < sent_s <= end_s:
-                count += 1
-                latency_s += answered_s - sent_s
-        # Accepts sent within one latency before the end may still be on their way.
-        missing_s = max(0.0, latency_s / count - (now_s - end_s)) if count else 0.0
-        span_s = end_s - mark_s - missing_s
-        if span_s < tuning.bound_span_s or not count:
-            return None, math.inf  # a service that took nothing may be refusing for other reasons
-        bound = (count + 1) / span_s * (1.0 + tuning.bound_pad)
-        if count < tuning.min_samples or span_s < tuning.min_span_s:
-            return None, bound
-        self._samples = count
-        if count >= tuning.confident_samples:
-            self._mark_s = end_s  # a coarse measurement keeps its mark: the next counts more
-        return (count + tuning.count_lean) / span_s, bound
 
     def _recover(self, now_s: float) -> None:
         last_s = self._last_update_s
