@@ -36,7 +36,9 @@ throttle, so it is spread over as many calls as at 10/s (at 2/s, 2% throttled is
 fifty). A bound after a deep cut may be far under the quota: it grows back at full speed.
 
 Headroom. Throttled while the service took at least the job's share of what it sent, the quota
-is not below the job's rate: others (agents) use more than the headroom. The job yields: its
+is not below the job's rate: others (agents) use more than the headroom. (With headroom a cut
+waits for a second refusal in its epoch: one may be the job's burst meeting an agent's save.)
+The job yields: its
 rate x max(0.7, share accepted), as a factor that grows back as probing does, to its share in
 one to two minutes once they are done; the quota stands. When the service took less, --rate is
 above the quota: it is measured or bounded as above, and the job keeps the headroom of it. That
@@ -227,6 +229,8 @@ class AdaptiveRate:
             # Right after a cut the server bucket is empty, so arrival jitter alone gets a few
             # calls throttled even below the quota. Overload shows as a larger share.
             return False
+        if self._headroom > 0.0 and throttles < 2:
+            return False  # one refusal may be our burst meeting an agent's save: wait for more
         rate = self._rate_per_s
         kept = max(tuning.beta, min(1.0 - tuning.margin, self._epoch_accepts / answered))
         estimate, bound = self._meter.measure(now_s)

@@ -67,7 +67,7 @@ class QuotaMeter:
         if mark_s is None or end_s <= mark_s:
             return None, math.inf
         accepts = self._accepts
-        mark_s = max(mark_s, end_s - tuning.window_s)
+        mark_s = max(mark_s, now_s - tuning.window_s)  # accepts before that are gone
         count, latency_s = 0, 0.0
         first = bisect.bisect_right(accepts, (mark_s, math.inf))  # answered after the mark
         for answered_s, sent_s in itertools.islice(accepts, first, None):

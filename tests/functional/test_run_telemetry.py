@@ -104,6 +104,9 @@ async def test_metrics_answer_during_a_run(tmp_path: Path) -> None:
     assert 0 < applied < 200
     assert sample(families, "bulkupdate_up") == 1
     assert sample(families, "bulkupdate_rate_per_second") > 0
+    # --rate 40 less the default 20% headroom left to agents.
+    assert sample(families, "bulkupdate_share_per_second") == pytest.approx(32.0)
+    assert sample(families, "bulkupdate_yielding") in (0, 1)
     assert sample(families, "bulkupdate_in_flight") >= 0
     assert sample(families, "bulkupdate_rows_held") == 0
     assert sample(families, "bulkupdate_outage") == 0
