@@ -51,6 +51,13 @@ class EmulatorProcess:
             counters = latest
         return counters
 
+    async def updates(self) -> list[dict[str, Any]]:
+        """The ordered log of applied updates: seq, caseId, fields, performedBy, time (wall)."""
+        async with self._admin.get("/_emulator/updates") as response:
+            response.raise_for_status()
+            updates: list[dict[str, Any]] = (await response.json())["updates"]
+            return updates
+
     async def reset_counters(self) -> None:
         async with self._admin.post("/_emulator/reset") as response:
             response.raise_for_status()

@@ -1,6 +1,7 @@
 """Load generators for benchmarks: each sends UpdateCase calls to an emulator's demo domain for a
 fixed time, counts the answers and measures its own CPU time, so a report can show whether the
-generator or the server was the bottleneck.
+generator or the server was the bottleneck; and `PoissonSaves`, agents saving cases at random
+beside a job.
 
 No emulator control here: starting, pinning and checking the emulator is the caller's job.
 """
@@ -10,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import re
 import resource
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -284,3 +288,45 @@ async def boto_load(url: str, tasks: int, cases: int) -> AsyncIterator[BotoLoad]
         config=config,
     ) as client:
         yield BotoLoad(client, tasks, cases)
+
+
+class PoissonSaves:
+    """The contact centre's agents: UpdateCase saves at random moments (a Poisson stream of
+    `per_s` a second) on `case_ids`, each on its own over raw HTTP through aiohttp; a refused
+    save is not retried (the agent sees an error). Records each answer's wall time and status."""
+
+    __slots__ = ("_case_ids", "_per_s", "_seed", "_url", "answers")
+
+    def __init__(self, url: str, per_s: float, case_ids: Sequence[str], seed: int = 1) -> None:
+        self._url, self._per_s, self._case_ids, self._seed = url, per_s, list(case_ids), seed
+        self.answers: list[tuple[float, int]] = []  # (time.time() of the answer, HTTP status)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Save until `stop` is set; saves still in flight then finish."""
+        rng = random.Random(self._seed)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amz-Date": "20260101T000000Z",
+            "Authorization": AUTHORIZATION,
+        }
+        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as saves:
+            while not stop.is_set():
+                try:  # the next save comes after an exponential gap
+                    await asyncio.wait_for(stop.wait(), rng.expovariate(self._per_s))
+                except TimeoutError:
+                    case_id = rng.choice(self._case_ids)
+                    body = _body(rng.choice(PRIORITY_VALUES))
+                    saves.create_task(self._save(session, case_id, body, headers))
+
+    async def _save(
+        self, session: aiohttp.ClientSession, case_id: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        url = f"{self._url}/domains/{DEMO_DOMAIN_ID}/cases/{case_id}"
+        async with session.put(url, data=body, headers=headers) as response:
+            await response.read()
+            self.answers.append((time.time(), response.status))
+
+    def between(self, start_s: float, end_s: float) -> tuple[int, int]:
+        """(saves answered, saves refused with 429) between two wall times."""
+        statuses = [status for at_s, status in self.answers if start_s <= at_s <= end_s]
+        return len(statuses), statuses.count(429)
