@@ -75,7 +75,9 @@ class RateGate:
 
     def accepted(self, sent_s: float) -> None:
         now_s = self._clock.now_s()
-        self._control.on_accept(now_s, sent_s=sent_s)
+        before_per_s = self._control.rate_per_s
+        if self._control.on_accept(now_s, sent_s=sent_s):
+            self._cut(before_per_s)
         self._follow(now_s)
 
     def throttled(self, sent_s: float) -> None:
@@ -85,7 +87,9 @@ class RateGate:
             # sends into its empty bucket would only buy throttles.
             self._throttled = True
             self._bucket.narrow_burst(1)
-        self._control.on_throttle(now_s, sent_s=sent_s)
+        before_per_s = self._control.rate_per_s
+        if self._control.on_throttle(now_s, sent_s=sent_s):
+            self._cut(before_per_s)
         self._follow(now_s)
 
     def _follow(self, now_s: float) -> None:
@@ -96,6 +100,19 @@ class RateGate:
         if self._control.regime is not self._regime:
             self._regime = self._control.regime
             self._told()
+
+    def _cut(self, before_per_s: float) -> None:
+        if self._tell is not None:
+            quota = self._control.quota_estimate_per_s
+            self._tell(
+                "rate_decreased",
+                {
+                    "from_per_s": round(before_per_s, 3),
+                    "rate_per_s": round(self._control.rate_per_s, 3),
+                    "quota_per_s": None if quota is None else round(quota, 3),
+                    "regime": self._control.regime.value,
+                },
+            )
 
     def _told(self) -> None:
         if self._tell is None:

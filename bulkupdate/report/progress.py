@@ -20,8 +20,9 @@ from bulkupdate.report.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
 LOG_EVERY_S = 10.0
-# Engine events that are news, not trouble: logged at info; any other is a warning.
+# Engine events that are news, not trouble: logged at info (or debug); any other is a warning.
 INFO_EVENTS = frozenset({"pacing_regime"})
+DEBUG_EVENTS = frozenset({"rate_decreased"})  # every cut of the adaptive rate
 
 
 class Running(Protocol):
@@ -92,6 +93,9 @@ class ProgressSink:
     def event(self, name: str, data: Mapping[str, Any]) -> None:
         if name in INFO_EVENTS:
             log.info(name, **data)
+            return
+        if name in DEBUG_EVENTS:
+            log.debug(name, **data)
             return
         if name != "progress":
             log.warning(name, **data)

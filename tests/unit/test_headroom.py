@@ -120,8 +120,9 @@ def test_the_gate_tells_its_regime_at_start_and_each_change_with_the_rate_and_wh
     gate.throttled(-0.01)  # agents use more than the headroom
     gate.throttled(0.0)
     gate.throttled(0.0)  # the same regime: not told again
-    assert [name for name, _ in told] == ["pacing_regime", "pacing_regime"]
-    start, yielding = (data for _, data in told)
+    assert [name for name, _ in told] == ["pacing_regime", "rate_decreased", "pacing_regime"]
+    start, cut, yielding = (data for _, data in told)
+    assert (cut["from_per_s"], cut["rate_per_s"], cut["regime"]) == (40, 28, "yielding")
     assert start["regime"] == "share"
     assert (start["rate_per_s"], start["share_per_s"], start["headroom_percent"]) == (40, 40, 20)
     assert "20% headroom" in start["why"]
@@ -130,12 +131,14 @@ def test_the_gate_tells_its_regime_at_start_and_each_change_with_the_rate_and_wh
     assert "more than the headroom" in yielding["why"]
 
 
-def test_a_change_of_regime_is_logged_as_news_not_as_a_warning() -> None:
+def test_a_change_of_regime_is_logged_as_news_and_each_cut_for_debugging() -> None:
     sink = ProgressSink(bar=False)
     with capture_logs() as logs:
         sink.event("pacing_regime", {"regime": "yielding", "rate_per_s": 28.0})
-    assert logs == [
-        {"event": "pacing_regime", "log_level": "info", "regime": "yielding", "rate_per_s": 28.0}
+        sink.event("rate_decreased", {"from_per_s": 40.0, "rate_per_s": 28.0})
+    assert [(log["event"], log["log_level"]) for log in logs] == [
+        ("pacing_regime", "info"),
+        ("rate_decreased", "debug"),
     ]
 
 
