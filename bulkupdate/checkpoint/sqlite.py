@@ -365,6 +365,9 @@ class SqliteCheckpointStore:
             ).fetchone()
             totals = _read_totals(conn)
             counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            resolved = conn.execute(
+                "SELECT byte_offset FROM outcomes WHERE byte_offset >= ?", (resume_point.offset,)
+            ).fetchall()
         last_run = None
         if last is not None:
             number, state, pid, started_at, ended_at, summary = last
@@ -379,7 +382,15 @@ class SqliteCheckpointStore:
                 summary=json.loads(summary) if summary else {},
             )
         return JobStatus(
-            job, resume_point, totals, counters, runs, last_run, created_at, updated_at
+            job,
+            resume_point,
+            totals,
+            counters,
+            runs,
+            last_run,
+            created_at,
+            updated_at,
+            frozenset(offset for (offset,) in resolved),
         )
 
     def _finish_sync(self, state: RunState, summary: str) -> None:

@@ -21,7 +21,6 @@ from bulkupdate.aws.s3 import is_s3, open_s3
 from bulkupdate.checkpoint.store import (
     CheckpointError,
     CheckpointStore,
-    JobIdentity,
     JobStatus,
     ResumeState,
     RunState,
@@ -46,6 +45,7 @@ from bulkupdate.run.failures_file import write_failures_file
 from bulkupdate.run.paths import refuse_overwrites
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
+    SAME_COMMAND,
     START,
     Job,
     RemoteInput,
@@ -55,7 +55,7 @@ from bulkupdate.run.startup import (
     peek,
     record_counter,
 )
-from bulkupdate.run.stores import check_shard_count, open_store, open_waiting
+from bulkupdate.run.stores import check_shard_count, job_identity, open_store, open_waiting
 
 if TYPE_CHECKING:
     from bulkupdate.report.metrics import MetricsServer
@@ -122,9 +122,11 @@ class SignalRelay:
                     engine.request_stop(RunEnd.INTERRUPTED)
 
 
-async def run(config: RunConfig, *, progress: ProgressSink) -> int:
+async def run(config: RunConfig, *, progress: ProgressSink, resume: str | None = None) -> int:
+    """The run's exit code; `resume` replaces what an interrupted run says to do next."""
     refuse_overwrites(config)
     job = Job(config)
+    job.resume = resume or job.resume
     shard = {"shard": config.shard.label} if config.shard is not None else {}
     bind_run(config.job_name, job.run_id, **shard)
     with ExitStack() as resources:
@@ -256,10 +258,7 @@ async def _open_checkpoint(
     """Open the job's checkpoint (waiting out a killed run's lease), with what the last run
     left to wait out; None when a signal came."""
     config = job.config
-    name = config.job_name
-    if config.shard is not None and config.shard.count > 1:
-        name = f"{name}#{config.shard.label}"
-    identity = JobIdentity(name, config.input, ready.fingerprint, ready.fmt, config.encoding)
+    identity = job_identity(config, ready.fingerprint, ready.fmt)
     if not config.restart:
         await check_shard_count(config)
     with relay.startup():
@@ -390,6 +389,8 @@ async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int] | None:
 async def _report(job: Job, summary: dict[str, Any]) -> None:
     config = job.config
     summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
+    if summary.get("end") == RunState.INTERRUPTED.value:
+        summary.setdefault("resume", job.resume)
     if config.summary:
         summary["summary_file"] = config.summary
         try:
@@ -407,6 +408,8 @@ def _startup_summary(
     """The summary of a run that ended before its engine started: nothing read, nothing sent."""
     summary = RunStats().summary(job.clock.now_s() - started_s)
     summary.update(end=end.value, pending=None, note="nothing was sent")
+    if end is RunState.INTERRUPTED:  # the checkpoint was not opened: nothing to leave out
+        summary["resume"] = SAME_COMMAND
     if error is not None:
         summary["abort"] = f"{error.code}: {error.message}"
         summary["fix"] = _fix_hint(error)

@@ -185,6 +185,9 @@ def head_case_ids(column: str, source: Source, head: list[Record]) -> list[str] 
     raise InputError(source.path, message, line=head[0].line)
 
 
+SAME_COMMAND = "run the same command again"
+
+
 class Job:
     """Everything one run holds open, so stages can be tested and closed in one place."""
 
@@ -196,6 +199,13 @@ class Job:
         self.run_id = uuid.uuid4().hex[:12]
         self.s3: S3 | None = None  # when the input or an output is in S3
         self.remote: RemoteInput | None = None  # an S3 input, once its object was read
+        # What the summary of a run interrupted once its checkpoint was open says to do next
+        # (the demo says its own): with --restart that checkpoint is already the new start.
+        self.resume = SAME_COMMAND + (
+            ", without --restart (with it the job starts over: every row is sent again)"
+            if config.restart
+            else ""
+        )
 
     async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
         config = self.config

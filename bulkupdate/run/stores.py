@@ -35,6 +35,14 @@ log = structlog.get_logger("bulkupdate")
 BUSY_RETRY_S = 5.0  # at most, between tries to open a checkpoint another run holds
 
 
+def job_identity(config: RunConfig, fingerprint: str, fmt: str) -> JobIdentity:
+    """The job a run of `config` opens its checkpoint as (a shard's name carries its shard)."""
+    name = config.job_name
+    if config.shard is not None and config.shard.count > 1:
+        name = f"{name}#{config.shard.label}"
+    return JobIdentity(name, config.input, fingerprint, fmt, config.encoding)
+
+
 def open_store(config: RunConfig) -> CheckpointStore:
     """The job's checkpoint: a SQLite file, or `dynamodb://TABLE` shared by every container."""
     if not config.checkpoint.startswith(DYNAMODB):

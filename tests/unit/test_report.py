@@ -80,8 +80,7 @@ async def test_failures_stream_from_an_async_source_in_pages(tmp_path: Path) -> 
 def test_summary_line_says_when_nothing_was_sent() -> None:
     line = summary_line({"end": "interrupted", "pending": None, "note": "nothing was sent"})
     assert line.splitlines()[:2] == [
-        "interrupted: 0 applied, 0 failed, 0 skipped, - pending; 0 throttles, 0 retries, "
-        "- rows/s, 0 s",
+        "interrupted: 0 applied, 0 failed, 0 skipped, - pending; 0 throttles, 0 retries; 0 s",
         "  nothing was sent",
     ]
 
