@@ -26,7 +26,6 @@ from tests.readonly import read_only, tree
 
 __all__ = ["emu"]  # the emulator fixture: 80 demo cases, no quotas
 
-MESSAGES_BRANCH = pytest.mark.xfail(strict=False, reason="issue 11 messages branch")
 # Start-up reads give up on a service they cannot reach after 10 s (STARTUP_RETRY_BUDGET_S),
 # plus at most one connect timeout (5 s); the bound leaves a wide margin over that.
 GIVES_UP_WITHIN_S = 30.0
@@ -143,10 +142,11 @@ def unknown_column(work: Path, emu: Emulator) -> Invocation:
 
 
 def non_utf8_input(work: Path, emu: Emulator) -> Invocation:
-    path = work / "export.csv"  # a Windows-1252 export: every row's notes hold a non-ASCII letter
+    path = work / "export.csv"  # a Windows-1252 export: its case-id column's name is not UTF-8
     rows = "".join(f"case-{i:07d},Zoë, café n°{i}\r\n" for i in range(1, 6))
-    path.write_bytes(("case_id,notes\r\n" + rows).encode("cp1252"))
-    return Invocation(["--input", str(path), *fast_run_flags(emu.url)], "export.csv")
+    path.write_bytes(("Numéro,notes\r\n" + rows).encode("cp1252"))
+    args = ["--input", str(path), *fast_run_flags(emu.url), "--case-id-column", "Numéro"]
+    return Invocation(args, "export.csv")
 
 
 def binary_file(work: Path, emu: Emulator) -> Invocation:
@@ -164,7 +164,7 @@ def jsonl_without_case_ids(work: Path, emu: Emulator) -> Invocation:
 
 
 Setup = Callable[[Path, Emulator], Invocation]
-BEFORE_ANYTHING_IS_SENT: list[Setup | object] = [
+BEFORE_ANYTHING_IS_SENT: list[Setup] = [
     failures_folder_cannot_be_made,
     summary_folder_is_a_file,
     endpoint_without_scheme,
@@ -177,16 +177,16 @@ BEFORE_ANYTHING_IS_SENT: list[Setup | object] = [
     stdin_jsonl_without_format,
     csv_given_where_a_job_file_goes,
     unknown_column,
-    pytest.param(non_utf8_input, marks=MESSAGES_BRANCH),
+    non_utf8_input,
     binary_file,
-    pytest.param(jsonl_without_case_ids, marks=MESSAGES_BRANCH),
+    jsonl_without_case_ids,
 ]
 
 
 @pytest.mark.parametrize(
     "setup",
     BEFORE_ANYTHING_IS_SENT,
-    ids=lambda setup: getattr(setup, "__name__", str(setup)),
+    ids=[setup.__name__ for setup in BEFORE_ANYTHING_IS_SENT],
 )
 async def test_a_job_that_cannot_run_exits_2_having_sent_and_written_nothing(
     emu: Emulator, tmp_path: Path, setup: Setup
