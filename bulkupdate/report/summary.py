@@ -20,13 +20,13 @@ def write_summary(path: str, summary: Mapping[str, Any]) -> None:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     rate = summary.get("achieved_rate_per_s")
-    pending = summary.get("pending", 0)
+    pending = summary.get("pending")  # none before the engine ran: the input was not counted
     parts = [
         f"{summary.get('end', 'finished')}:",
         f"{summary.get('applied', 0)} applied,",
         f"{summary.get('failed', 0)} failed,",
-        f"{summary.get('skipped', 0)} skipped,",
-        f"{'-' if pending is None else pending} pending;",
+        f"{summary.get('skipped', 0)}" + (" skipped;" if pending is None else " skipped,"),
+        *([] if pending is None else [f"{pending} pending;"]),
         f"{summary.get('throttles', 0)} throttles,",
         f"{summary.get('retried', 0)} retries;",
         f"{duration_text(summary.get('elapsed_s') or 0)}",
@@ -48,7 +48,9 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         lines.append(f"  {summary['note']}")
     if summary.get("abort"):
         lines.append(f"  stopped by {summary['abort']}")
-        if summary.get("fix") and summary.get("resumable", True):
+        if summary.get("fix") and summary.get("next_step"):
+            lines.append(f"  to fix: {summary['fix']}; then {summary['next_step']}")
+        elif summary.get("fix") and summary.get("resumable", True):
             lines.append(f"  to fix: {summary['fix']}; then run the same command to resume")
         elif summary.get("fix"):
             lines.append(f"  to fix: {summary['fix']}")
