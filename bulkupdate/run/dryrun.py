@@ -60,6 +60,7 @@ async def dry_run(job: Job) -> int:
     source = open_input(config, stream=stream, remote=job.remote)
     failed: list[Outcome] = []
     to_send = unchanged = passed_over = 0
+    budget, stop_line = config.max_failures, None  # where the budget would stop a run
     with source:
         head, records = peek(iter(source))
         try:
@@ -80,6 +81,9 @@ async def dry_run(job: Job) -> int:
                     unchanged += 1
             else:
                 failed.append(item)
+                resolved_so_far = to_send + unchanged + len(failed) + passed_over
+                if budget and stop_line is None and budget.exceeded(len(failed), resolved_so_far):
+                    stop_line = item.line
     # Beside the real failures file, never over it: that one belongs to the job's real runs.
     failures = dry_run_path(config.failures)
     async with published(failures, job.s3) as local:
@@ -95,6 +99,13 @@ async def dry_run(job: Job) -> int:
     counts += f"{unchanged} with nothing to change"
     if passed_over:
         counts += f", {passed_over} applied or failed by earlier runs (a resume skips them)"
+    if budget is not None:
+        counts += (
+            f"; the failure budget (--max-failures {budget}) would stop the run at line "
+            f"{stop_line} on the local failures alone"
+            if stop_line is not None
+            else f"; the local failures alone stay within --max-failures {budget}"
+        )
     print(f"dry run: {counts}; {_estimate(config, to_send)}. Nothing was sent.", file=sys.stderr)
     return EXIT_FAILED_ROWS if failed else EXIT_OK
 
