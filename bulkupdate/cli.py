@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from bulkupdate import __version__
@@ -60,22 +63,50 @@ RUN_FLAGS = (
 # What an input's name ends with (before .gz): given as JOB.toml, it was meant for --input.
 INPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".tsv", ".txt")
 
+RUN_DESCRIPTION = """\
+Apply every row of a CSV or JSONL file to an Amazon Connect Cases domain with UpdateCase,
+paced under the account's quota. Resumable after anything: run the same command again.
+Every flag is also a job file key (domain_id, rate, ...) and a BULKUPDATE_<KEY> variable.
+Precedence: flags > BULKUPDATE_* environment > job file > defaults."""
+
+RUN_EXAMPLES = """\
+examples:
+  check a job first: every row is validated against the domain, nothing is sent
+    bulkupdate run job.toml --dry-run
+  run it; after any stop, the same command resumes
+    bulkupdate run job.toml
+  without a job file: columns name fields by id or name, the case id is in case_id
+    bulkupdate run --input export.csv --domain-id 0d2b6e3c-... --region eu-west-2
+  in AWS: the input and files in S3, the checkpoint in DynamoDB
+    bulkupdate run job.toml --input s3://my-bucket/in/export.csv.gz \\
+      --checkpoint dynamodb://bulkupdate-checkpoints --summary s3://my-bucket/out/export.json
+  rehearse against the local emulator (`bulkupdate emulator --demo-cases 50` in another shell)
+    AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 bulkupdate run \\
+      --input fix.csv --domain-id demo --endpoint-url http://127.0.0.1:4566 --rate 20
+  where the job stands
+    bulkupdate status --checkpoint export.checkpoint.sqlite"""
+
 
 def add_run_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "run",
         help="apply a CSV/JSONL file to Connect Cases with UpdateCase",
-        description="Apply every row of a CSV or JSONL file to an Amazon Connect Cases domain "
-        "with UpdateCase, paced under the account's quota, resumable after anything. "
-        "Precedence: flags > BULKUPDATE_* environment > job file > defaults.",
+        description=RUN_DESCRIPTION,
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    parser.add_argument("job", nargs="?", metavar="JOB.toml", help="job file (TOML)")
+    parser.add_argument(
+        "job", nargs="?", metavar="JOB.toml", help="job file: settings and column mapping (TOML)"
+    )
     parser.add_argument("--input", help="CSV or JSONL file, .gz, s3://BUCKET/KEY, or - for stdin")
-    parser.add_argument("--domain-id")
+    parser.add_argument("--domain-id", help="the Connect Cases domain's id (required)")
     aws = parser.add_argument_group("AWS (standard configuration applies otherwise)")
     aws.add_argument("--endpoint-url", help="Connect Cases endpoint only")
-    aws.add_argument("--region")
-    aws.add_argument("--profile")
+    aws.add_argument(
+        "--region", help="the domain's AWS Region (default AWS_REGION, AWS_DEFAULT_REGION, profile)"
+    )
+    aws.add_argument("--profile", help="named AWS profile, SSO included (default AWS_PROFILE)")
     files = parser.add_argument_group("files (derived from the input's name by default)")
     files.add_argument(
         "--checkpoint",
@@ -164,7 +195,9 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
         choices=["json", "console"],
         help="default: JSON lines on stdout when it is not a terminal, console otherwise",
     )
-    output.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    output.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="default info"
+    )
     output.add_argument(
         "--redact",
         action="store_true",
@@ -179,12 +212,15 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_status_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "status", help="what a job's runs did and what is left", description="Show a checkpoint."
+        "status",
+        help="what a job's runs did and what is left",
+        description="Show a checkpoint.",
+        allow_abbrev=False,
     )
     parser.add_argument("--checkpoint", required=True, help="SQLite file or dynamodb://TABLE")
     parser.add_argument("--job", help="the job's name (required with dynamodb://)")
-    parser.add_argument("--region")
-    parser.add_argument("--profile")
+    parser.add_argument("--region", help="a dynamodb:// checkpoint's AWS Region")
+    parser.add_argument("--profile", help="named AWS profile (default AWS_PROFILE)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=status_command)
 
@@ -197,6 +233,7 @@ def add_demo_parser(commands: Any) -> None:
         "a low UpdateCase quota, and run the shipped sample job (demo.toml: renamed columns, "
         "a value map, a few bad rows) through the real engine. Writes the checkpoint, the "
         "failures file and a JSON summary into --dir.",
+        allow_abbrev=False,
     )
     parser.add_argument(
         "--dir", default="bulkupdate-demo", help="where the demo writes (default ./bulkupdate-demo)"
@@ -211,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkupdate",
         description="Apply CSV/JSONL rows to Amazon Connect Cases with UpdateCase.",
+        allow_abbrev=False,  # `--rat 5` is a typo, never `--rate 5`
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -218,7 +256,46 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_parser(commands)
     add_demo_parser(commands)
     emulator_cli.add_parser(commands)
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments. One that no parser knows is reported with the usage of the command it
+    follows (`bulkupdate run --rat 5` shows `run`'s usage), or the top level's before one."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        words = list(sys.argv[1:] if argv is None else argv)
+        before = words[: words.index(args.command)] if args.command in words else words
+        owner = parser if unknown[0] in before else args.command_parser
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def invoked_as() -> str:
+    """This command as a person would type it again here: `bulkupdate` when that is the one on
+    PATH, else the path it was started by (`.venv/bin/bulkupdate`), or `python -m bulkupdate`
+    with the interpreter that ran it."""
+    started_by = sys.argv[0]
+    if PurePath(started_by).name == "__main__.py":
+        return f"{_as_typed(sys.executable)} -m bulkupdate"
+    name = PurePath(started_by).name
+    on_path = shutil.which(name)
+    try:
+        if on_path is not None and os.path.samefile(on_path, started_by):
+            return name
+    except OSError:
+        pass
+    return _as_typed(started_by)
+
+
+def _as_typed(path: str) -> str:
+    """A path the way it is typed from the working folder: relative when below it."""
+    relative = os.path.relpath(path)
+    if not relative.startswith(".."):
+        path = relative if "/" in relative else f"./{relative}"
+    return shlex.quote(path)
 
 
 def load_config(args: argparse.Namespace) -> RunConfig:
@@ -296,18 +373,25 @@ def demo_command(args: argparse.Namespace) -> int:
     logs.configure(fmt=args.log_format, level=args.log_level or "info", redact=bool(args.redact))
     bar = False if args.no_progress else None
     folder = Path(args.dir)
+    command = invoked_as()
+    resume = f"run `{command} demo` again (the demo starts over each time)"
     try:
-        result: int = anyio.run(lambda: run_demo(folder, bar=bar, **output))
+        result: int = anyio.run(lambda: run_demo(folder, bar=bar, resume=resume, **output))
     except BulkUpdateError as error:
         print(f"bulkupdate: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if result not in (EXIT_OK, EXIT_FAILED_ROWS):
+        print(f"demo stopped (exit code {result}).", file=sys.stderr)
+        return result
+    checkpoint = shlex.quote(str(folder / "demo.checkpoint.sqlite"))
     print(
-        f"demo done (exit code {result}: 1 means some rows failed, as the sample intends).\n"
-        f"  look at {folder / 'demo.failures.csv'} for the rows that failed and why;\n"
-        f"  run `bulkupdate status --checkpoint {folder / 'demo.checkpoint.sqlite'}`.",
+        "demo done. Its sample has bad rows on purpose: the run failed them, and a real run\n"
+        "with failed rows exits 1; the demo exits 0, as it worked.\n"
+        f"  the rows that failed, and why: {folder / 'demo.failures.csv'}\n"
+        f"  what the job did: {command} status --checkpoint {checkpoint}",
         file=sys.stderr,
     )
-    return 0 if result in (EXIT_OK, EXIT_FAILED_ROWS) else result
+    return EXIT_OK
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -336,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     process = argv is None
     if process:
         signals.hold()
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if process and args.command != "run":
         signals.release()
     try:

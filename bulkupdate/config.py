@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
+from urllib.parse import urlsplit
 
 from bulkupdate.errors import ConfigError
 from bulkupdate.fields.mapping import MAPPING_KEYS, FieldMapping, parse_mapping
@@ -212,7 +213,21 @@ def _encoding(value: Any) -> str:
     return "utf-8" if name == "utf-8-sig" else name
 
 
+def _endpoint_url(value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        rest = text.partition("://")[2] if "://" in text else text
+        like = f"http://{rest}" if rest else "http://HOST:PORT"
+        raise ValueError(
+            f"is not an http:// or https:// URL: give it with its scheme, like {like} (an "
+            "emulator) or https://cases.REGION.amazonaws.com"
+        )
+    return text
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
+    "endpoint_url": _endpoint_url,
     "rate": _rate,
     "headroom": _headroom,
     "burst": _positive_int,

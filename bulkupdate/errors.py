@@ -62,7 +62,8 @@ class ErrorKind(StrEnum):
 class CallError(BulkUpdateError):
     """`outcome_unknown`: the request may have reached the service and may still be applied
     (the client gave up waiting, or the connection broke after sending), as opposed to an
-    answer (any status) or a request that never left (connection refused)."""
+    answer (any status) or a request that never left (connection refused). `unreachable`: no
+    connection to the service was made at all (refused, unresolvable name, connect timeout)."""
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class CallError(BulkUpdateError):
         *,
         retry_after_s: float | None = None,
         outcome_unknown: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.kind = kind
@@ -79,3 +81,4 @@ class CallError(BulkUpdateError):
         self.message = message
         self.retry_after_s = retry_after_s
         self.outcome_unknown = outcome_unknown
+        self.unreachable = unreachable

@@ -3,11 +3,13 @@
 Reads instructions (backslash continuations joined, comment lines dropped), groups them into
 stages at each FROM, and gives an instruction's arguments in exec form (a JSON array of strings)
 or shell form. Not a full parser: no heredocs, no variable expansion, no `# escape=` directive.
+Also which files the .dockerignore beside it leaves in the build context.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,3 +160,38 @@ def parse(text: str) -> Dockerfile:
 
 def read(path: Path = DOCKERFILE) -> Dockerfile:
     return parse(path.read_text(encoding="utf-8"))
+
+
+# --- the build context: .dockerignore
+
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+
+def read_dockerignore(path: Path = DOCKERIGNORE) -> list[str]:
+    """The patterns of a .dockerignore in order, comments and blank lines dropped; [] when there
+    is none (the whole folder is the build context)."""
+    if not path.exists():
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    """Docker's pattern syntax: `*` and `?` stay within one path segment, `**` crosses them."""
+    parts = re.split(r"(\*\*/?|\*|\?)", text.strip("/"))
+    wild = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wild.get(part, re.escape(part)) for part in parts))
+
+
+def in_context(path: str, patterns: list[str]) -> bool:
+    """Whether the file at `path` (relative to the Dockerfile's folder) is sent to the builder:
+    the last pattern matching it or one of its parent folders decides; `!` includes again."""
+    steps = path.split("/")
+    candidates = ["/".join(steps[: n + 1]) for n in range(len(steps))]
+    included = True
+    for text in patterns:
+        negated = text.startswith("!")
+        pattern = _pattern(text.removeprefix("!"))
+        if any(pattern.fullmatch(candidate) for candidate in candidates):
+            included = negated
+    return included

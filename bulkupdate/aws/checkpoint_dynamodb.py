@@ -396,8 +396,8 @@ class DynamoDbCheckpointStore:
         elif owner != self._owner:
             error = CheckpointBusyError(
                 self.location,
-                f"another run ({owner or 'none'}) took it over after this run's lease lapsed; "
-                "this run stops so that no row is sent twice",
+                f"{_successor(item, owner)} took it over after this run's lease lapsed; this "
+                "run stops so that no row is sent twice",
             )
         self._refusal = error, True
         return error
@@ -463,6 +463,23 @@ class DynamoDbCheckpointStore:
             pass  # taken over already
         except CheckpointError as error:  # it lapses by itself
             log.warning("checkpoint_lease_release_failed", error=error.message)
+
+
+def _successor(item: Mapping[str, Any], owner: str | None) -> str:
+    """The run that took a checkpoint over, as far as its meta item tells: its lease holder
+    while it runs; once it has given its lease back, its run record."""
+    if owner:
+        return f"another run ({owner})"
+    try:
+        run = MetaItem.from_item(item, "").run
+    except (CheckpointError, KeyError, ValueError):
+        run = None
+    if run is None:
+        return "another run, which has since released it,"
+    ended = f", ended {run.ended_at.isoformat()}" if run.ended_at else ""
+    started = run.started_at.isoformat()
+    about = f"run {run.number}, pid {run.pid}, started {started}{ended}"
+    return f"another run ({about}), which has since released it,"
 
 
 async def shard_statuses(

@@ -33,6 +33,7 @@ A connection never made (refused, unreachable, connect timeout) sent nothing.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ from typing import Any
 import aiohttp
 import anyio
 import botocore.loaders
+import botocore.session
 import structlog
 from aiobotocore.session import AioSession
 from aiolimiter import AsyncLimiter
@@ -51,6 +53,7 @@ from botocore.exceptions import (
     ClientError,
     CredentialRetrievalError,
     IncompleteReadError,
+    InvalidRegionError,
     MetadataRetrievalError,
     NoCredentialsError,
     NoRegionError,
@@ -155,9 +158,13 @@ def classify(error: BaseException) -> CallError:
         return CallError(ErrorKind.TRANSIENT, type(error).__name__, str(error))
     if isinstance(error, TRANSIENT_ERRORS):
         message = str(error) or "timed out"
-        unknown = not _never_sent(error)
+        never_sent = _never_sent(error)
         return CallError(
-            ErrorKind.TRANSIENT, type(error).__name__, message, outcome_unknown=unknown
+            ErrorKind.TRANSIENT,
+            type(error).__name__,
+            message,
+            outcome_unknown=not never_sent,
+            unreachable=never_sent,
         )
     if isinstance(error, BotoCoreError):
         return CallError(ErrorKind.SYSTEMIC, type(error).__name__, str(error))
@@ -224,6 +231,8 @@ class BotocoreCases:
     def __init__(self, client: Any, domain_id: str) -> None:
         self._client = client
         self._domain_id = domain_id
+        self.endpoint_url: str = client.meta.endpoint_url  # where the calls go, for messages
+        self.region: str | None = client.meta.region_name
         self._limiters = {
             operation: AsyncLimiter(burst, burst / rate_per_s)
             for operation, (rate_per_s, burst) in READ_QUOTAS.items()
@@ -328,18 +337,46 @@ async def open_cases(
             "connectcases", region_name=region, endpoint_url=endpoint_url, config=config
         )
         client = await client_cm.__aenter__()
+    except InvalidRegionError as error:
+        raise ConfigError("--region", f"{error} (like us-east-1)") from None
     except NoRegionError:
         raise ConfigError(
             "--region", "no AWS Region configured (flag, AWS_REGION or profile)"
         ) from None
     except BotoCoreError as error:
         raise ConfigError("aws", str(error)) from error
+    except ValueError as error:  # botocore's "Invalid endpoint": from AWS_ENDPOINT_URL_*
+        raise ConfigError(
+            "--endpoint-url",
+            f"{error}: give a URL with its scheme, like http://127.0.0.1:4566 or "
+            "https://cases.us-east-1.amazonaws.com (--endpoint-url, AWS_ENDPOINT_URL_CONNECTCASES "
+            "or AWS_ENDPOINT_URL)",
+        ) from None
     try:
         await _tune(client)
         yield BotocoreCases(client, domain_id)
     finally:
         with anyio.CancelScope(shield=True):  # close the HTTP session even when cancelled
             await client_cm.__aexit__(None, None, None)
+
+
+def region_hint(region: str | None) -> str | None:
+    """Why `region` may be the cause when Connect Cases cannot be reached there: botocore's
+    endpoint data does not list the service in it (a typo, or a Region without Connect Cases),
+    with the closest Region that has it; None when it is listed."""
+    if not region:
+        return None
+    session = botocore.session.get_session()
+    cases = {
+        name
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("connectcases", partition)
+    }
+    if region in cases:
+        return None
+    close = difflib.get_close_matches(region, sorted(cases), n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return f"Region {region!r} is not one where botocore knows Connect Cases{guess}"
 
 
 async def _tune(client: Any) -> None:

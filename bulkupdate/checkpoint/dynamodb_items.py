@@ -355,6 +355,7 @@ class MetaItem:
             last_run=run,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            resolved_offsets=self.resolved,
         )
 
 

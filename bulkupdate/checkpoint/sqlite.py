@@ -16,12 +16,18 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.request import pathname2url
 
 import anyio
 import anyio.to_thread
 
 from bulkupdate.checkpoint.lock import RunLock
+from bulkupdate.checkpoint.sqlite_files import (
+    connect,
+    connect_read_only,
+    file_uri,
+    not_writable,
+    writable,
+)
 from bulkupdate.checkpoint.store import (
     CheckpointBusyError,
     CheckpointError,
@@ -90,7 +96,8 @@ class SqliteCheckpointStore:
     survives a killed process (a power cut may lose the last batches, never half of one).
 
     `open` takes an exclusive lock on `<path>.lock` for the run; the kernel drops it when the
-    process dies, which is how `status` tells a crashed run from a live one.
+    process dies, which is how `status` tells a crashed run from a live one. A `read_only` store
+    (`bulkupdate status`) also reads a checkpoint on a read-only volume.
     """
 
     __slots__ = (
@@ -98,6 +105,7 @@ class SqliteCheckpointStore:
         "_lock",
         "_now",
         "_path",
+        "_read_only",
         "_resume_point",
         "_run_ended",
         "_run_lock",
@@ -105,9 +113,16 @@ class SqliteCheckpointStore:
         "_verified",
     )
 
-    def __init__(self, path: str | os.PathLike[str], *, now: Callable[[], datetime] = utc_now):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        now: Callable[[], datetime] = utc_now,
+        read_only: bool = False,
+    ):
         self._path = Path(path)
         self._now = now
+        self._read_only = read_only  # for looking only: `open` and the writes are refused
         self._lock = anyio.Lock()  # one connection, one call at a time
         self._conn: sqlite3.Connection | None = None
         self._verified = False  # the connected file has been identified as a checkpoint
@@ -125,8 +140,8 @@ class SqliteCheckpointStore:
         return math.inf if self._run_lock.held else 0.0
 
     async def open(self, job: JobIdentity, *, restart: bool) -> ResumeState:
-        if self._run_lock.held:
-            raise RuntimeError("checkpoint store is already open")
+        if self._run_lock.held or self._read_only:
+            raise RuntimeError("checkpoint store is already open, or read-only")
         try:  # a failed open leaves the store closed, whatever it had opened on the way
             # Before a lock file appears beside it.
             await self._call(partial(self._refuse_unusable_file, restart))
@@ -195,15 +210,13 @@ class SqliteCheckpointStore:
                 target, uri = str(self._path), False
             elif not self._path.exists():
                 raise CheckpointError(str(self._path), "does not exist")
+            elif self._read_only and not writable(self._path):
+                self._conn = connect_read_only(self._path, timeout_s=BUSY_TIMEOUT_S)
+                self._verified = False
+                return self._conn
             else:  # mode=rw: looking at a checkpoint must never create one
-                target, uri = f"file:{pathname2url(str(self._path.absolute()))}?mode=rw", True
-            self._conn = sqlite3.connect(
-                target,
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-                uri=uri,
-            )
+                target, uri = f"{file_uri(self._path)}?mode=rw", True
+            self._conn = connect(target, uri=uri, timeout_s=BUSY_TIMEOUT_S)
             self._verified = False
         return self._conn
 
@@ -233,6 +246,8 @@ class SqliteCheckpointStore:
         try:
             (application_id,) = conn.execute("PRAGMA application_id").fetchone()
         except sqlite3.DatabaseError as exc:
+            if not self._read_only and not writable(self._path):  # "unable to open database"
+                raise CheckpointError(location, not_writable(self._path)) from exc
             raise CheckpointError(location, f"is not a bulkupdate checkpoint ({exc})") from exc
         if application_id != APPLICATION_ID:
             (objects,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -365,6 +380,9 @@ class SqliteCheckpointStore:
             ).fetchone()
             totals = _read_totals(conn)
             counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            resolved = conn.execute(
+                "SELECT byte_offset FROM outcomes WHERE byte_offset >= ?", (resume_point.offset,)
+            ).fetchall()
         last_run = None
         if last is not None:
             number, state, pid, started_at, ended_at, summary = last
@@ -379,7 +397,15 @@ class SqliteCheckpointStore:
                 summary=json.loads(summary) if summary else {},
             )
         return JobStatus(
-            job, resume_point, totals, counters, runs, last_run, created_at, updated_at
+            job,
+            resume_point,
+            totals,
+            counters,
+            runs,
+            last_run,
+            created_at,
+            updated_at,
+            frozenset(offset for (offset,) in resolved),
         )
 
     def _finish_sync(self, state: RunState, summary: str) -> None:

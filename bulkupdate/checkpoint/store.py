@@ -119,6 +119,8 @@ class JobStatus:
     last_run: RunRecord | None
     created_at: datetime
     updated_at: datetime  # the last commit, or when the job was created
+    # Resolved records at or after resume_point.offset: with it, what a resume would pass over.
+    resolved_offsets: frozenset[int] = frozenset()
 
 
 class CheckpointError(BulkUpdateError):

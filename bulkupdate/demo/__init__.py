@@ -55,8 +55,11 @@ def use_emulator_credentials() -> None:
         os.environ.pop(name, None)
 
 
-async def run_demo(folder: Path, *, bar: bool | None = None, **extra: object) -> int:
-    """Run the sample job into `folder`; `extra` settings as flags (log_format, metrics_port)."""
+async def run_demo(
+    folder: Path, *, bar: bool | None = None, resume: str | None = None, **extra: object
+) -> int:
+    """Run the sample job into `folder`; `resume` is what an interrupted demo says to do next,
+    `extra` settings as flags (log_format, metrics_port)."""
     copy_sample(folder)
     use_emulator_credentials()
     operation, quota = parse_quota(DEMO_QUOTA)
@@ -65,4 +68,4 @@ async def run_demo(folder: Path, *, bar: bool | None = None, **extra: object) ->
     )
     async with running_emulator(emulator) as emu:
         config = demo_config(folder, emu.url, **extra)
-        return await job.run(config, progress=ProgressSink(bar=bar))
+        return await job.run(config, progress=ProgressSink(bar=bar), resume=resume)

@@ -42,8 +42,9 @@ def add_parser(commands: Any) -> None:
         help="serve a local Amazon Connect Cases endpoint",
         description="Serve a local Amazon Connect Cases endpoint (REST-JSON, SigV4) with AWS's "
         "default quotas, for tests, demos and rehearsals.",
+        allow_abbrev=False,
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=4566, help="0 picks a free port")
     quotas = parser.add_argument_group("quotas (default: AWS's, e.g. UpdateCase 2/s burst 2)")
     quotas.add_argument(
@@ -81,7 +82,9 @@ def add_parser(commands: Any) -> None:
         help="P(applied, then the reply stops short of its Content-Length)",
     )
     faults.add_argument("--slow-rate", type=float, default=0.0, help="P(slow response)")
-    faults.add_argument("--slow-seconds", type=float, default=5.0)
+    faults.add_argument(
+        "--slow-seconds", type=float, default=5.0, help="how slow a slow response is (5)"
+    )
     faults.add_argument("--latency-ms", type=float, default=0.0, help="median service time")
     faults.add_argument("--latency-p99-ms", type=float, default=0.0, help="99th percentile")
     faults.add_argument(
@@ -133,7 +136,9 @@ def add_parser(commands: Any) -> None:
         metavar="KEY_ID:SECRET",
         help="accepted credentials (default AKIDEMULATOR:emulator-secret); repeatable",
     )
-    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--region", default="us-east-1", help="the Region in the ARNs it makes (us-east-1)"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -18,7 +18,7 @@ import anyio
 from bulkupdate.fields.rows import CSV_ERROR_COLUMNS, JSON_ERROR_MEMBER
 from bulkupdate.input.framing import MAX_RECORD_BYTES
 from bulkupdate.models import Outcome
-from bulkupdate.report.atomic import finish, open_text, temporary_path
+from bulkupdate.report.atomic import discard, finish, open_text, temporary_path
 
 UTF8 = "utf-8"
 ERROR_CODE_COLUMN = "error_code"
@@ -131,8 +131,9 @@ async def write_failures(
                 page = []
         await anyio.to_thread.run_sync(handle.write, render(page))
         await anyio.to_thread.run_sync(finish, handle, temporary, path)
-    finally:
-        handle.close()
+    except BaseException:
+        discard(handle, temporary)  # a full disk leaves no half-written temporary behind
+        raise
 
 
 async def _aiter(items: AsyncIterable[Outcome] | Iterable[Outcome]) -> AsyncIterator[Outcome]:

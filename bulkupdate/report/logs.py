@@ -1,6 +1,7 @@
 """Logging set-up: the only structlog.configure call. JSON lines on stdout when it is not a
 terminal (containers, pipes), a readable console otherwise; the job name and run id are bound
 to every event of a run. Credentials never reach the logs; with `redact`, field values neither.
+A console does not repeat what the summary lines print (`run_finished`); JSON keeps it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ VALUE_KEYS = frozenset({"value", "values", "raw", "fields", "evidence", "row"})
 # Free-text keys (service error messages) whose quoted parts may echo a value.
 TEXT_KEYS = frozenset({"message", "abort", "error", "exception"})
 REDACTED = "[redacted]"
+# Events that carry what the summary lines print on stderr: a person reads those once.
+SUMMARY_EVENTS = frozenset({"run_finished"})
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
@@ -36,6 +39,14 @@ def _redact_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     for key in TEXT_KEYS & event.keys():
         if isinstance(event[key], str):
             event[key] = redact_text(event[key])
+    return event
+
+
+def _printed_as_summary(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if event.get("event") in SUMMARY_EVENTS:
+        raise structlog.DropEvent
     return event
 
 
@@ -65,6 +76,8 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
     ]
+    if not use_json:  # a machine reads JSON logs: it gets the whole summary as an event
+        processors.insert(0, _printed_as_summary)
     if use_json or redact:  # tracebacks as text, so redaction sees them too
         processors.append(structlog.processors.format_exc_info)
     if redact:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 from tqdm import tqdm
 
+from bulkupdate.report.figures import rate_text
 from bulkupdate.report.stats import RunStats
 
 log = structlog.get_logger("bulkupdate")
@@ -23,6 +24,8 @@ LOG_EVERY_S = 10.0
 # Engine events that are news, not trouble: logged at info (or debug); any other is a warning.
 INFO_EVENTS = frozenset({"pacing_regime"})
 DEBUG_EVENTS = frozenset({"rate_decreased"})  # every cut of the adaptive rate
+# At the end, how long the bar waits for a count still going on, so it can end on done/total.
+FINAL_COUNT_WAIT_S = 1.0
 
 
 class Running(Protocol):
@@ -39,8 +42,16 @@ class RowTotal:
 
     def __init__(self, count: Callable[[], int] | None) -> None:
         self.rows: int | None = None
+        self._counting: threading.Thread | None = None
         if count is not None:
-            threading.Thread(target=self._count, args=(count,), daemon=True).start()
+            self._counting = threading.Thread(target=self._count, args=(count,), daemon=True)
+            self._counting.start()
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The count, waiting at most `timeout_s` for it; None if it is not done by then."""
+        if self._counting is not None:
+            self._counting.join(timeout_s)
+        return self.rows
 
     def _count(self, count: Callable[[], int]) -> None:
         try:
@@ -101,24 +112,37 @@ class ProgressSink:
             log.warning(name, **data)
             return
         snapshot = self._view.snapshot() if self._view is not None else dict(data)
-        bar = self._bar
-        if bar is not None:
-            if bar.total is None and snapshot.get("rows_total") is not None:
-                bar.total = snapshot["rows_total"]
-            bar.update(max(0, snapshot.get("rows_done", bar.n) - bar.n))
-            bar.set_postfix(
-                failed=snapshot.get("failed"),
-                throttles=snapshot.get("throttles"),
-                rate=f"{snapshot.get('rate_per_s')}/s",
-                refresh=False,
-            )
+        if self._bar is not None:
+            self._draw(self._bar, snapshot)
             return
         now_s = time.monotonic()
         if now_s - self._last_log_s >= LOG_EVERY_S:
             self._last_log_s = now_s
             log.info("progress", **snapshot)
 
+    @staticmethod
+    def _draw(bar: tqdm[Any], snapshot: Mapping[str, Any]) -> None:
+        if bar.total is None and snapshot.get("rows_total") is not None:
+            bar.total = snapshot["rows_total"]
+        bar.update(max(0, snapshot.get("rows_done", bar.n) - bar.n))
+        rate_per_s = snapshot.get("rate_per_s")
+        bar.set_postfix(
+            failed=snapshot.get("failed"),
+            throttles=snapshot.get("throttles"),
+            rate=f"{rate_text(rate_per_s)}/s" if rate_per_s is not None else "-",
+            refresh=False,
+        )
+
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        """The engine has ended: the bar shows where the run ended (its last progress event
+        may be a commit old) before the summary is printed below it."""
+        bar, view = self._bar, self._view
+        if bar is None:
+            return
+        self._bar = None
+        if view is not None:
+            if view.total.rows is None:
+                view.total.wait(FINAL_COUNT_WAIT_S)
+            self._draw(bar, view.snapshot())
+            bar.refresh()
+        bar.close()

@@ -13,6 +13,9 @@ from typing import Any
 LATENCY_SAMPLE_SIZE = 10_000
 # Upper bounds of the latency histogram (seconds), Prometheus-style; the last bucket is +Inf.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The achieved rate is measured only over accepts at least this far apart: two rows accepted a
+# fraction of a millisecond apart (a burst) say nothing of the pace a job keeps.
+RATE_MIN_SPAN_S = 1.0
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -64,11 +67,12 @@ class RunStats:
         self.last_accept_s = now_s
 
     def achieved_rate_per_s(self) -> float | None:
-        """Accepted calls per second between the first and the last accept."""
+        """Accepted calls per second from the first accept to the last (start-up, the last
+        answers and the wrap-up left out); None when they span less than RATE_MIN_SPAN_S."""
         if self.first_accept_s is None or self.last_accept_s is None or self.applied < 2:
             return None
         span_s = self.last_accept_s - self.first_accept_s
-        return (self.applied - 1) / span_s if span_s > 0 else None
+        return (self.applied - 1) / span_s if span_s >= RATE_MIN_SPAN_S else None
 
     def counters(self) -> dict[str, int]:
         return {

@@ -28,7 +28,7 @@ def _exists(path: str) -> bool:
 async def describe(checkpoint: str) -> dict[str, Any]:
     if not _exists(checkpoint):
         raise ConfigError("--checkpoint", f"no checkpoint at {checkpoint}")
-    store = SqliteCheckpointStore(checkpoint)
+    store = SqliteCheckpointStore(checkpoint, read_only=True)  # a read-only volume too
     try:
         status = await store.status()
     finally:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bulkupdate.report.atomic import write_text
+from bulkupdate.report.figures import duration_text, rate_text
+from bulkupdate.report.stats import RATE_MIN_SPAN_S
 
 
 def write_summary(path: str, summary: Mapping[str, Any]) -> None:
@@ -18,18 +20,21 @@ def write_summary(path: str, summary: Mapping[str, Any]) -> None:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     rate = summary.get("achieved_rate_per_s")
-    pending = summary.get("pending", 0)
+    pending = summary.get("pending")  # none before the engine ran: the input was not counted
     parts = [
         f"{summary.get('end', 'finished')}:",
         f"{summary.get('applied', 0)} applied,",
         f"{summary.get('failed', 0)} failed,",
-        f"{summary.get('skipped', 0)} skipped,",
-        f"{'-' if pending is None else pending} pending;",
+        f"{summary.get('skipped', 0)}" + (" skipped;" if pending is None else " skipped,"),
+        *([] if pending is None else [f"{pending} pending;"]),
         f"{summary.get('throttles', 0)} throttles,",
-        f"{summary.get('retried', 0)} retries,",
-        f"{rate if rate is not None else '-'} rows/s,",
-        f"{summary.get('elapsed_s', 0)} s",
+        f"{summary.get('retried', 0)} retries;",
+        f"{duration_text(summary.get('elapsed_s') or 0)}",
     ]
+    if rate is not None:
+        parts[-1] += f", {rate_text(rate)} rows/s (first to last accept)"
+    elif summary.get("applied", 0) > 1:
+        parts[-1] += f", rows/s not measured (under {RATE_MIN_SPAN_S:g} s of accepts)"
     job_applied, job_failed = summary.get("job_applied"), summary.get("job_failed")
     if job_applied is not None and (job_applied, job_failed) != (
         summary.get("applied"),
@@ -43,10 +48,14 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         lines.append(f"  {summary['note']}")
     if summary.get("abort"):
         lines.append(f"  stopped by {summary['abort']}")
-        if summary.get("fix") and summary.get("resumable", True):
+        if summary.get("fix") and summary.get("next_step"):
+            lines.append(f"  to fix: {summary['fix']}; then {summary['next_step']}")
+        elif summary.get("fix") and summary.get("resumable", True):
             lines.append(f"  to fix: {summary['fix']}; then run the same command to resume")
         elif summary.get("fix"):
             lines.append(f"  to fix: {summary['fix']}")
+    if summary.get("resume"):
+        lines.append(f"  to resume: {summary['resume']}")
     for key, label in (("failures_file", "failures"), ("checkpoint", "checkpoint")):
         if summary.get(key):
             lines.append(f"  {label}: {summary[key]}")

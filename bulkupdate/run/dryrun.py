@@ -1,27 +1,47 @@
-"""`bulkupdate run --dry-run`: validate every row against the domain's schema, write the
-failures file the run would write, estimate the run time, and send no update.
+"""`bulkupdate run --dry-run`: validate every row a run would send against the domain's schema,
+write the failures file the run would write, estimate the run time, and send no update.
 
-Reads the domain (ListFields, ListFieldOptions, GetCase); never calls UpdateCase or a checkpoint.
+Counts what the next run would do: rows the job's checkpoint has resolved (applied or failed)
+are passed over, as a resume passes over them. Reads the domain (ListFields, ListFieldOptions,
+GetCase) and the checkpoint; never calls UpdateCase nor writes to a checkpoint.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import PurePath
+from typing import BinaryIO
 
 import anyio
 import structlog
 
 from bulkupdate.aws.s3 import is_s3
+from bulkupdate.checkpoint.store import DYNAMODB, CheckpointError, FingerprintMismatchError
+from bulkupdate.config import RunConfig
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.fields.rows import Row, prepare
 from bulkupdate.models import Outcome
 from bulkupdate.report.failures import write_failures
+from bulkupdate.report.figures import duration_text
 from bulkupdate.report.outputs import published
 from bulkupdate.run.startup import Job, RemoteInput, fingerprint_input, open_input, peek
+from bulkupdate.run.stores import job_identity, legacy_identity, open_store
 
 log = structlog.get_logger("bulkupdate")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The records a resume passes over: all below the checkpoint's resume point, and the few
+    resolved above it. Empty for a job with no checkpoint yet, or with --restart."""
+
+    below_offset: int = 0
+    above: frozenset[int] = frozenset()
+
+    def __contains__(self, offset: object) -> bool:
+        return isinstance(offset, int) and (offset < self.below_offset or offset in self.above)
 
 
 def dry_run_path(failures: str) -> str:
@@ -36,11 +56,11 @@ async def dry_run(job: Job) -> int:
     config = job.config
     if job.s3 is not None and is_s3(config.input):
         job.remote = await anyio.to_thread.run_sync(RemoteInput.head, job.s3, config.input)
-    # Only stdin needs its fingerprint's replay stream; a file's fingerprint reads every byte.
-    stream = fingerprint_input(config, job.remote)[2] if config.input == "-" else None
+    resolved, stream = await _resolved(job)
     source = open_input(config, stream=stream, remote=job.remote)
     failed: list[Outcome] = []
-    to_send = unchanged = 0
+    to_send = unchanged = passed_over = 0
+    budget, stop_line = config.max_failures, None  # where the budget would stop a run
     with source:
         head, records = peek(iter(source))
         try:
@@ -50,6 +70,9 @@ async def dry_run(job: Job) -> int:
             log.error("dry_run_aborted", code=error.code, message=error.message)
             return EXIT_ABORTED
         for record in records:
+            if record.offset in resolved:
+                passed_over += 1
+                continue
             item = prepare(record, columns)
             if isinstance(item, Row):
                 if item.fields:
@@ -58,6 +81,9 @@ async def dry_run(job: Job) -> int:
                     unchanged += 1
             else:
                 failed.append(item)
+                resolved_so_far = to_send + unchanged + len(failed) + passed_over
+                if budget and stop_line is None and budget.exceeded(len(failed), resolved_so_far):
+                    stop_line = item.line
     # Beside the real failures file, never over it: that one belongs to the job's real runs.
     failures = dry_run_path(config.failures)
     async with published(failures, job.s3) as local:
@@ -69,16 +95,58 @@ async def dry_run(job: Job) -> int:
             delimiter=config.delimiter,
             encoding=config.encoding,
         )
+    counts = f"{to_send} rows to send, {len(failed)} would fail (see {failures}), "
+    counts += f"{unchanged} with nothing to change"
+    if passed_over:
+        counts += f", {passed_over} applied or failed by earlier runs (a resume skips them)"
+    if budget is not None:
+        counts += (
+            f"; the failure budget (--max-failures {budget}) would stop the run at line "
+            f"{stop_line} on the local failures alone"
+            if stop_line is not None
+            else f"; the local failures alone stay within --max-failures {budget}"
+        )
+    print(f"dry run: {counts}; {_estimate(config, to_send)}. Nothing was sent.", file=sys.stderr)
+    return EXIT_FAILED_ROWS if failed else EXIT_OK
+
+
+def _estimate(config: RunConfig, to_send: int) -> str:
+    """How long sending takes at the configured pace: the burst goes at once."""
     # The job sends at most --rate less the headroom it leaves to agents.
     share_per_s = config.rate * (1.0 - config.headroom / 100)
     estimate_s = max(0.0, to_send - config.burst) / share_per_s
-    pace = f"{share_per_s:g}/s"
+    took = "under 1 s" if estimate_s < 1 else f"about {duration_text(estimate_s)}"
+    pace = f"{share_per_s:g}/s burst {config.burst}"
     if config.headroom:
         pace += f" (--rate {config.rate:g} less {config.headroom:g}% headroom)"
-    print(
-        f"dry run: {to_send} rows to send, {len(failed)} would fail (see {failures}), "
-        f"{unchanged} with nothing to change; about {estimate_s / 60:.1f} min at "
-        f"{pace}, burst {config.burst}. Nothing was sent.",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED_ROWS if failed else EXIT_OK
+    return f"{took} at {pace}"
+
+
+async def _resolved(job: Job) -> tuple[Resolved, BinaryIO | None]:
+    """What the job's checkpoint has resolved, read without starting a run; and stdin's replay
+    stream (stdin is fingerprinted as it is read). A checkpoint of another input is refused
+    as a run refuses it; --restart would discard the checkpoint, so nothing counts as resolved."""
+    config = job.config
+    remote = config.checkpoint.startswith(DYNAMODB)
+    look = not config.restart and (remote or await anyio.Path(config.checkpoint).exists())
+    if not look and config.input != "-":
+        return Resolved(), None  # a file's fingerprint reads every byte: only when needed
+    fingerprint, fmt, stream = await anyio.to_thread.run_sync(fingerprint_input, config, job.remote)
+    if not look:
+        return Resolved(), stream
+    store = open_store(config)
+    try:
+        status = await store.status()
+    except CheckpointError as error:
+        if not remote:
+            raise  # a file that is no checkpoint, or holds no job: the run refuses it too
+        log.warning("dry_run_checkpoint_not_read", checkpoint=config.checkpoint, error=str(error))
+        return Resolved(), stream  # no job in the table yet, or the table cannot be read
+    finally:
+        await store.close()
+    identity = job_identity(config, fingerprint, fmt)
+    if status.job != identity:
+        refused = FingerprintMismatchError(config.checkpoint, status.job, identity)
+        if await legacy_identity(refused, identity, config) is None:
+            raise refused
+    return Resolved(status.resume_point.offset, status.resolved_offsets), stream

@@ -28,8 +28,9 @@ log = structlog.get_logger("bulkupdate")
 
 async def write_failures_file(
     job: Job, store: CheckpointStore, result: RunResult, source: Source
-) -> None:
-    """Write it (locally or to S3); a failure to write is logged, the checkpoint keeps it all."""
+) -> bool:
+    """Write it (locally or to S3); False when it could not be: that is logged, and the
+    checkpoint keeps it all."""
     config = job.config
     try:
         overtaken = await _overtaken(job, store, result)
@@ -44,6 +45,8 @@ async def write_failures_file(
             )
     except Exception as error:  # noqa: BLE001 - the checkpoint still holds every row
         log.error("failures_file_not_written", path=config.failures, error=str(error))
+        return False
+    return True
 
 
 async def _overtaken(job: Job, store: CheckpointStore, result: RunResult) -> dict[int, Overtaken]:

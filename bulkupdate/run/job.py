@@ -6,6 +6,7 @@ Wires the stages together; each stage's rules live in its own module.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, contextmanager
@@ -19,9 +20,9 @@ from anyio.abc import TaskStatus
 
 from bulkupdate.aws.s3 import is_s3, open_s3
 from bulkupdate.checkpoint.store import (
+    DYNAMODB,
     CheckpointError,
     CheckpointStore,
-    JobIdentity,
     JobStatus,
     ResumeState,
     RunState,
@@ -43,9 +44,10 @@ from bulkupdate.run.commits import DISPATCHED_TO
 from bulkupdate.run.dryrun import dry_run
 from bulkupdate.run.engine import Engine, RunEnd, RunResult
 from bulkupdate.run.failures_file import write_failures_file
-from bulkupdate.run.paths import refuse_overwrites
+from bulkupdate.run.paths import refuse_overwrites, refuse_unwritable
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
+    SAME_COMMAND,
     START,
     Job,
     RemoteInput,
@@ -55,7 +57,7 @@ from bulkupdate.run.startup import (
     peek,
     record_counter,
 )
-from bulkupdate.run.stores import check_shard_count, open_store, open_waiting
+from bulkupdate.run.stores import check_shard_count, job_identity, open_store, open_waiting
 
 if TYPE_CHECKING:
     from bulkupdate.report.metrics import MetricsServer
@@ -122,9 +124,12 @@ class SignalRelay:
                     engine.request_stop(RunEnd.INTERRUPTED)
 
 
-async def run(config: RunConfig, *, progress: ProgressSink) -> int:
+async def run(config: RunConfig, *, progress: ProgressSink, resume: str | None = None) -> int:
+    """The run's exit code; `resume` replaces what an interrupted run says to do next."""
     refuse_overwrites(config)
+    refuse_unwritable(config)
     job = Job(config)
+    job.resume = resume or job.resume
     shard = {"shard": config.shard.label} if config.shard is not None else {}
     bind_run(config.job_name, job.run_id, **shard)
     with ExitStack() as resources:
@@ -202,7 +207,7 @@ async def _run_with_store(
             ready = await _start_up(job, stack, relay)
         except CallError as error:  # the domain could not be read: nothing was sent
             summary = _startup_summary(job, started_s, RunState.ABORTED, error)
-            log.error("run_aborted", code=error.code, message=error.message, fix=_fix_hint(error))
+            log.error("run_aborted", code=error.code, message=error.message, fix=summary["fix"])
             await _report(job, summary)
             return EXIT_ABORTED
         opened = None if ready is None else await _open_checkpoint(job, store, relay, ready)
@@ -256,10 +261,7 @@ async def _open_checkpoint(
     """Open the job's checkpoint (waiting out a killed run's lease), with what the last run
     left to wait out; None when a signal came."""
     config = job.config
-    name = config.job_name
-    if config.shard is not None and config.shard.count > 1:
-        name = f"{name}#{config.shard.label}"
-    identity = JobIdentity(name, config.input, ready.fingerprint, ready.fmt, config.encoding)
+    identity = job_identity(config, ready.fingerprint, ready.fmt)
     if not config.restart:
         await check_shard_count(config)
     with relay.startup():
@@ -365,16 +367,16 @@ async def _wrap_up(
         log.error("input_changed", input=config.input, message=input_change, fix=INPUT_CHANGED_FIX)
     if result.abort is not None:
         summary["abort"] = f"{result.abort.code}: {result.abort.message}"
-        summary["fix"] = _fix_hint(result.abort)
+        summary.update(_fix(result.abort))
         log.error(
             "run_aborted",
             code=result.abort.code,
             message=result.abort.message,
-            fix=_fix_hint(result.abort),
+            fix=summary["fix"],
             pending=summary["pending"],
         )
-    await write_failures_file(job, store, result, source)
-    await _report(job, summary)
+    written = await write_failures_file(job, store, result, source)
+    await _report(job, summary, checkpoint=True, failures=written)
     return EXIT_ABORTED if input_change is not None else _exit_code(result.end, totals)
 
 
@@ -387,9 +389,19 @@ async def _totals(store: CheckpointStore) -> Mapping[RowStatus, int] | None:
         return None
 
 
-async def _report(job: Job, summary: dict[str, Any]) -> None:
+async def _report(
+    job: Job, summary: dict[str, Any], *, checkpoint: bool = False, failures: bool = False
+) -> None:
+    """Write the summary and print its line. It names the checkpoint and the failures file
+    when this run opened or wrote them (`checkpoint`, `failures`), or when an earlier run's
+    are there: never a file that does not exist."""
     config = job.config
-    summary.update(failures_file=config.failures, checkpoint=config.checkpoint)
+    if checkpoint or _local_file(config.checkpoint):
+        summary["checkpoint"] = config.checkpoint
+    if failures or _local_file(config.failures):
+        summary["failures_file"] = config.failures
+    if summary.get("end") == RunState.INTERRUPTED.value:
+        summary.setdefault("resume", job.resume)
     if config.summary:
         summary["summary_file"] = config.summary
         try:
@@ -401,15 +413,23 @@ async def _report(job: Job, summary: dict[str, Any]) -> None:
     print(redact_text(line) if config.redact else line, file=sys.stderr)
 
 
+def _local_file(location: str) -> bool:
+    """A file on this host that exists (an earlier run's); S3 and DynamoDB are not looked at."""
+    return not (is_s3(location) or location.startswith(DYNAMODB)) and os.path.isfile(location)
+
+
 def _startup_summary(
     job: Job, started_s: float, end: RunState, error: CallError | None
 ) -> dict[str, Any]:
-    """The summary of a run that ended before its engine started: nothing read, nothing sent."""
+    """The summary of a run that ended before its engine started: nothing read, nothing sent,
+    so no count of rows pending (the input was not counted)."""
     summary = RunStats().summary(job.clock.now_s() - started_s)
-    summary.update(end=end.value, pending=None, note="nothing was sent")
+    summary.update(end=end.value, note="nothing was sent", retried=job.reads.retried)
+    if end is RunState.INTERRUPTED:  # the checkpoint was not opened: nothing to leave out
+        summary["resume"] = SAME_COMMAND
     if error is not None:
         summary["abort"] = f"{error.code}: {error.message}"
-        summary["fix"] = _fix_hint(error)
+        summary.update(_fix(error))
     return summary
 
 
@@ -435,16 +455,25 @@ def _exit_code(end: RunEnd, totals: Mapping[RowStatus, int] | None) -> int:
     return EXIT_FAILED_ROWS if totals.get(RowStatus.FAILED, 0) else EXIT_OK
 
 
+def _fix(error: CallError) -> dict[str, str]:
+    """The summary's `fix` (what to change) and, when running the same command again would
+    not help, its `next_step`."""
+    if error.code == "ResourceNotFoundException":  # the domain: a setting of the command
+        return {
+            "fix": "check --domain-id and --region: the domain does not exist in that Region",
+            "next_step": "run the command again with them corrected",
+        }
+    return {"fix": _fix_hint(error)}
+
+
 def _fix_hint(error: CallError) -> str:
     code = error.code
     if code == "AccessDeniedException":
         return "grant cases:UpdateCase (and connect:DescribeUser for --performed-by) on the domain"
-    if code == "ResourceNotFoundException":
-        return "check --domain-id and the Region: the domain does not exist there"
-    if code == "FailureBudgetExceeded":
+    if code == "FailureBudgetExceeded":  # the summary line adds: then run the same command
         return (
-            "fix what made the rows fail (the failures file says why), then run the same command "
-            "to resume; a higher --max-failures lets the job go on as it is"
+            "fix what made the rows fail (the failures file says why), or let the job go on as "
+            "it is with a higher --max-failures"
         )
     if code in (
         "NoCredentials",
@@ -455,4 +484,4 @@ def _fix_hint(error: CallError) -> str:
         "MissingAuthenticationTokenException",
     ):
         return "provide valid, unexpired AWS credentials (profile, environment or role)"
-    return "fix the cause, then run the same command again to resume"
+    return "remove the cause the error above names"

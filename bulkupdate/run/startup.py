@@ -18,11 +18,11 @@ from typing import BinaryIO
 
 import structlog
 
-from bulkupdate.aws.client import open_cases
+from bulkupdate.aws.client import BotocoreCases, open_cases, region_hint
 from bulkupdate.aws.s3 import S3, ObjectInfo, is_s3, open_object
 from bulkupdate.clock import Clock, MonotonicClock
 from bulkupdate.config import RunConfig
-from bulkupdate.errors import ConfigError, InputError
+from bulkupdate.errors import CallError, ConfigError, InputError
 from bulkupdate.fields.hints import case_id_candidates, case_id_fix
 from bulkupdate.fields.rows import CSV_ERROR_COLUMNS, case_id_of
 from bulkupdate.fields.schema import READ_ONLY_FIELD_IDS, BlankPolicy, ColumnMap, Schema
@@ -31,7 +31,7 @@ from bulkupdate.input.sources import Record, Source, open_source, open_stream
 from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.pacing.retry import RetryPolicy
 from bulkupdate.run.cases import CasesApi
-from bulkupdate.run.domain import detect_encoding, load_fields
+from bulkupdate.run.domain import StartupReads, detect_encoding, load_fields, unreachable_error
 from bulkupdate.run.settings import EngineSettings
 
 log = structlog.get_logger("bulkupdate")
@@ -185,6 +185,9 @@ def head_case_ids(column: str, source: Source, head: list[Record]) -> list[str] 
     raise InputError(source.path, message, line=head[0].line)
 
 
+SAME_COMMAND = "run the same command again"
+
+
 class Job:
     """Everything one run holds open, so stages can be tested and closed in one place."""
 
@@ -193,9 +196,17 @@ class Job:
         self.clock = clock or MonotonicClock()
         self.rng = random.Random()
         self.policy = RetryPolicy(max_attempts=config.max_attempts)
+        self.reads = StartupReads(self.clock, self.policy, self.rng)
         self.run_id = uuid.uuid4().hex[:12]
         self.s3: S3 | None = None  # when the input or an output is in S3
         self.remote: RemoteInput | None = None  # an S3 input, once its object was read
+        # What the summary of a run interrupted once its checkpoint was open says to do next
+        # (the demo says its own): with --restart that checkpoint is already the new start.
+        self.resume = SAME_COMMAND + (
+            ", without --restart (with it the job starts over: every row is sent again)"
+            if config.restart
+            else ""
+        )
 
     async def schema(self, api: CasesApi, source: Source, head: list[Record]) -> Schema:
         config = self.config
@@ -215,9 +226,7 @@ class Job:
             named = field.field_id in header or field.name.strip().casefold() in folded
             return not is_csv or named
 
-        fields = await load_fields(
-            api, wanted_options=wanted, clock=self.clock, policy=self.policy, rng=self.rng
-        )
+        fields = await load_fields(api, wanted_options=wanted, reads=self.reads)
         encoding: DateTimeEncoding | None = None
         uses_datetime = any(
             f.type is FieldType.DATETIME and f.field_id not in READ_ONLY_FIELD_IDS and wanted(f)
@@ -226,9 +235,7 @@ class Job:
         if config.datetime_encoding != "auto":
             encoding = DateTimeEncoding(config.datetime_encoding)
         elif uses_datetime and case_ids is not None:  # None: the header's error comes first
-            encoding, how = await detect_encoding(
-                api, case_ids, clock=self.clock, policy=self.policy, rng=self.rng
-            )
+            encoding, how = await detect_encoding(api, case_ids, reads=self.reads)
             if encoding is None:
                 # Failing every DateTime row would record them as failed for good: stop first.
                 raise ConfigError(
@@ -245,8 +252,9 @@ class Job:
     ) -> AsyncIterator[tuple[CasesApi, ColumnMap]]:
         """The Connect Cases client and the input's columns resolved against the domain.
 
-        Raises CallError when the domain cannot be read (systemic: exit 3), HeaderError when a
-        CSV column names no field (exit 2). Sends no update.
+        Raises CallError when the domain cannot be read (systemic: exit 3), ConfigError when the
+        service cannot be reached at all and HeaderError when a CSV column names no field
+        (exit 2). Sends no update.
         """
         config = self.config
         async with open_cases(
@@ -257,8 +265,21 @@ class Job:
             max_connections=config.concurrency,
             read_timeout_s=config.call_timeout,
         ) as api:
-            schema = await self.schema(api, source, head)
+            try:
+                schema = await self.schema(api, source, head)
+            except CallError as error:
+                if not error.unreachable:
+                    raise
+                raise self.unreachable(error, api) from None
             yield api, self.columns(schema, source)
+
+    def unreachable(self, error: CallError, api: BotocoreCases) -> ConfigError:
+        """Exit 2 naming the flag to check: nothing was sent, so a wait helps no one."""
+        given = self.config.endpoint_url
+        flag = "--endpoint-url" if given else "--region"
+        where = f"{api.endpoint_url} (Region {api.region or 'none'})"
+        hint = None if given else region_hint(api.region)
+        return unreachable_error(error, self.reads, flag=flag, where=where, hint=hint)
 
     def columns(self, schema: Schema, source: Source) -> ColumnMap:
         config = self.config

@@ -35,6 +35,14 @@ log = structlog.get_logger("bulkupdate")
 BUSY_RETRY_S = 5.0  # at most, between tries to open a checkpoint another run holds
 
 
+def job_identity(config: RunConfig, fingerprint: str, fmt: str) -> JobIdentity:
+    """The job a run of `config` opens its checkpoint as (a shard's name carries its shard)."""
+    name = config.job_name
+    if config.shard is not None and config.shard.count > 1:
+        name = f"{name}#{config.shard.label}"
+    return JobIdentity(name, config.input, fingerprint, fmt, config.encoding)
+
+
 def open_store(config: RunConfig) -> CheckpointStore:
     """The job's checkpoint: a SQLite file, or `dynamodb://TABLE` shared by every container."""
     if not config.checkpoint.startswith(DYNAMODB):
@@ -59,8 +67,10 @@ async def open_waiting(
     store: CheckpointStore, identity: JobIdentity, config: RunConfig, clock: Clock
 ) -> ResumeState:
     """Open the checkpoint. A shared one may still be leased by a container that was killed
-    (its lease is no longer renewed): wait for it to lapse rather than fail the retry. One that
-    an older bulkupdate made identifies the input its own way: see `legacy_identity`."""
+    (its lease is no longer renewed): wait for it to lapse rather than fail the retry. Not with
+    --restart: the holder may be a live run, whose progress a restart would throw away the
+    moment it got in, so it is refused at once. One that an older bulkupdate made identifies
+    the input its own way: see `legacy_identity`."""
     wait_s = config.checkpoint_lease if config.checkpoint.startswith(DYNAMODB) else 0.0
     retry_s = min(BUSY_RETRY_S, config.checkpoint_lease / 3)
     deadline_s = clock.now_s() + wait_s + retry_s
@@ -68,7 +78,9 @@ async def open_waiting(
     while True:
         try:
             return await store.open(identity, restart=config.restart)
-        except CheckpointBusyError:
+        except CheckpointBusyError as error:
+            if config.restart:
+                raise CheckpointBusyError(error.location, restart_refused(error)) from None
             if clock.now_s() >= deadline_s:
                 raise
             log.warning("checkpoint_busy_waiting", checkpoint=config.checkpoint, retry_s=retry_s)
@@ -78,6 +90,14 @@ async def open_waiting(
             if legacy is None:
                 raise
             identity, legacy_tried = legacy, True
+
+
+def restart_refused(error: CheckpointBusyError) -> str:
+    return (
+        f"{error.message}. --restart does not wait: it would start the job over under a run "
+        "that may still be sending, throwing away that run's progress. Stop that run or let "
+        "it end (a killed run's lease lapses by itself), then pass --restart again"
+    )
 
 
 async def legacy_identity(

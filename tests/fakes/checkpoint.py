@@ -155,6 +155,7 @@ class MemoryCheckpointStore:
             last_run=last_run,
             created_at=self._created_at,
             updated_at=self._updated_at,
+            resolved_offsets=frozenset(o for o in self._outcomes if o >= self._resume_point.offset),
         )
 
     async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:

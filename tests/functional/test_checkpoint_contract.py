@@ -115,6 +115,20 @@ async def test_reopening_resumes_at_the_resume_point_with_the_records_resolved_b
     assert state.runs == 2
 
 
+async def test_status_shows_what_a_reopen_would_pass_over_without_starting_a_run(
+    store: CheckpointStore,
+) -> None:
+    await store.open(JOB, restart=False)
+    batch = [outcome(i) for i in (0, 1, 2, 9, 4)] + [outcome(3, FAILED), outcome(7, FAILED)]
+    await store.commit(batch, point(5), {})
+
+    status = await store.status()
+
+    assert status.resume_point == point(5)
+    assert status.resolved_offsets == {7 * RECORD_BYTES, 9 * RECORD_BYTES}
+    assert status.runs == 1
+
+
 async def test_counters_are_kept_as_last_committed_and_untouched_names_keep_their_value(
     store: CheckpointStore,
 ) -> None:

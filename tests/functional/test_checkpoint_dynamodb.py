@@ -292,6 +292,28 @@ async def test_a_lapsed_lease_shows_a_crash_and_the_next_run_takes_over_for_good
     assert len(await items(raw, table, "fail#")) == 1  # the stalled batch left nothing
 
 
+async def test_a_run_taken_over_by_a_run_that_has_since_ended_is_told_which_run_it_was(
+    dynamodb: str, table: str
+) -> None:
+    clock = FakeClock()
+    frozen = DynamoDbCheckpointStore(table, JOB.name, now=clock)  # a container that stalls
+    await frozen.open(JOB, restart=False)
+    successor = DynamoDbCheckpointStore(table, JOB.name, now=later(clock, 61))
+    try:
+        await successor.open(JOB, restart=False)
+        await successor.finish_run("finished", {})
+        await successor.close()  # its lease is given back: the item names no lease holder
+        with pytest.raises(CheckpointBusyError, match="took it over") as caught:
+            await frozen.commit([outcome(0)], point(1), {})
+    finally:
+        await frozen.close()
+        await successor.close()
+    message = caught.value.message
+    assert "(none)" not in message
+    assert f"another run (run 2, pid {os.getpid()}, started " in message
+    assert "which has since released it" in message
+
+
 @pytest.mark.parametrize("fault", [Fault.LOSE_REQUESTS, Fault.LOSE_ANSWERS])
 async def test_a_run_whose_write_failed_is_refused_everything_once_another_run_took_over(
     dynamodb: str, table: str, monkeypatch: pytest.MonkeyPatch, fault: Fault

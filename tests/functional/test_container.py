@@ -156,6 +156,43 @@ def test_the_image_installs_the_package_without_its_test_extras() -> None:
         assert "[" not in text, f"installs extras: {text}"
 
 
+def copied_sources() -> list[str]:
+    """What the Dockerfile's COPY instructions take from the build context."""
+    return [
+        word
+        for stage in IMAGE.stages
+        for instruction in stage.all("COPY")
+        if not any(word.startswith("--from") for word in instruction.words)
+        for word in instruction.words[:-1]
+        if not word.startswith("--")
+    ]
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_no_venv_caches_or_data() -> None:
+    patterns = dockerfile.read_dockerignore()
+    copied = [
+        path.relative_to(ROOT).as_posix()
+        for source in copied_sources()
+        for path in ([ROOT / source] if (ROOT / source).is_file() else (ROOT / source).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert {"pyproject.toml", "README.md", "bulkupdate/cli.py", "bulkupdate/demo/demo.csv"} <= set(
+        copied
+    )
+    assert [path for path in copied if not dockerfile.in_context(path, patterns)] == []
+    leftovers = [
+        ".venv/lib/python3.11/site-packages/boto3/__init__.py",
+        ".git/HEAD",
+        ".mypy_cache/3.11/cache.db",
+        "bulkupdate/__pycache__/cli.cpython-311.pyc",
+        "tests/conftest.py",
+        "export.csv.gz",
+        "export.checkpoint.sqlite",
+        "bulkupdate-demo/demo.failures.csv",
+    ]
+    assert [path for path in leftovers if dockerfile.in_context(path, patterns)] == []
+
+
 def test_the_image_runs_as_a_user_that_is_not_root() -> None:
     user = IMAGE.final.last("USER")
     assert user is not None, "no USER: the image would run as root"

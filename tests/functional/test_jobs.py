@@ -3,8 +3,10 @@ pacing overridden), and `bulkupdate demo` works from a bare folder. Real subproc
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import shlex
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from bulkupdate.emulator import EmulatorConfig, no_quotas, running_emulator
 from bulkupdate.emulator.server import Emulator
 from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK, EXIT_USAGE
-from tests.functional.runner import fast_run_flags, run_cli
+from tests.functional.runner import cli_env, fast_run_flags, run_cli
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 DOMAIN = "demo"
@@ -129,11 +131,24 @@ async def test_a_dry_run_of_every_job_file_sends_nothing(emu: Emulator, tmp_path
     assert emu.service.updates == []
 
 
-async def test_the_demo_runs_the_sample_job_and_says_where_its_files_went(
+async def test_the_demo_runs_the_sample_job_and_says_where_its_files_went_and_how_to_look(
     tmp_path: Path,
 ) -> None:
     result = await run_cli("demo", "--dir", "out", cwd=tmp_path, timeout_s=90)
     assert result.returncode == 0, result.stderr
+    assert "the demo exits 0" in result.stderr, "it says why it exits 0 with rows failed"
+    # The command it advises runs as printed, where it was printed, with no bulkupdate on PATH.
+    advised = result.stderr.partition("  what the job did: ")[2].splitlines()[0]
+    status = await asyncio.create_subprocess_exec(
+        *shlex.split(advised),
+        cwd=tmp_path,
+        env=cli_env({"PATH": "/usr/bin:/bin"}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    shown, trouble = await asyncio.wait_for(status.communicate(), 60)
+    assert status.returncode == 0, (advised, trouble.decode())
+    assert "applied: 175, failed: 5" in shown.decode()
     out = tmp_path / "out"
     events = [json.loads(line) for line in result.stdout.splitlines()]  # piped: JSON lines
     assert {e["job"] for e in events} == {"demo"}

@@ -773,7 +773,7 @@ async def test_a_dry_run_writes_the_failures_it_would_write_and_sends_nothing(
     assert result.returncode == 1, result.stderr
     assert "1 rows to send, 2 would fail" in result.stderr
     # At --rate 1000 less the default 20% headroom left to agents.
-    assert re.search(r"about [0-9.]+ min at 800/s \(--rate 1000 less 20% headroom\)", result.stderr)
+    assert "; under 1 s at 800/s burst 100 (--rate 1000 less 20% headroom)." in result.stderr
     failures = read_csv(tmp_path / "check.failures.dry-run.csv")
     assert [(f["case_id"], f["error_code"]) for f in failures] == [
         (case(2), "inactive_option"),
@@ -1003,3 +1003,23 @@ async def test_a_failure_budget_stops_the_run_and_a_higher_one_lets_the_job_fini
     assert summary is not None
     assert (summary["job_applied"], summary["job_failed"]) == (48, 12)
     assert len({u["caseId"] for u in emu.service.updates}) == 48
+
+
+async def test_a_dry_run_says_whether_the_local_failures_alone_spend_the_budget(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "budget.csv"
+    rows = [[case(i), "x" if i in (3, 5, 9) else str(i)] for i in range(1, 11)]
+    line_of_third_bad = write_csv(path, ["case_id", "order_total"], rows)[8]
+    base = ("run", "--input", str(path), "--dry-run", *fast_run_flags(emu.url))
+
+    spent = await run_cli(*base, "--max-failures", "2")
+    within = await run_cli(*base, "--max-failures", "3")
+
+    assert spent.returncode == within.returncode == 1
+    expected = (
+        f"the failure budget (--max-failures 2) would stop the run at line {line_of_third_bad}"
+    )
+    assert expected in spent.stderr
+    assert "the local failures alone stay within --max-failures 3" in within.stderr
+    assert update_calls(emu) == 0

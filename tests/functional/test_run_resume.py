@@ -600,6 +600,34 @@ async def test_sigterm_during_start_up_exits_interrupted(tmp_path: Path) -> None
         assert update_calls(emu) == 0
         # Start-up had not validated the job yet, so the checkpoint was never opened.
         assert not job.checkpoint.exists()
+        assert "  to resume: run the same command again\n" in stopped.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "advice"),
+    [
+        pytest.param((), "run the same command again", id="resumed"),
+        pytest.param(
+            ("--restart",),
+            "run the same command again, without --restart (with it the job starts over: "
+            "every row is sent again)",
+            id="restarted",
+        ),
+    ],
+)
+async def test_an_interrupted_run_says_how_to_resume(
+    tmp_path: Path, extra: tuple[str, ...], advice: str
+) -> None:
+    async with emulator(5) as emu:
+        job = Job(tmp_path, emu.url, make_rows(30, 5, seed=16))
+        flags = ("--rate", "5", "--burst", "1", "--concurrency", "1", *extra)
+        async with child(job.argv(*flags), job.environment(), tmp_path) as process:
+            await wait_until(lambda: len(emu.service.updates) >= 2, "2 applied updates")
+            process.send(signal.SIGTERM)
+            stopped = await process.wait()
+        assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
+        assert f"\n  to resume: {advice}\n" in stopped.stderr
+        assert job.read_summary()["resume"] == advice
 
 
 # --- 3. Systemic errors abort, leave rows pending, and resume -------------------------------------

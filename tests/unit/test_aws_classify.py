@@ -17,7 +17,9 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
+    ConnectTimeoutError,
     CredentialRetrievalError,
+    EndpointConnectionError,
     IncompleteReadError,
     MetadataRetrievalError,
     NoCredentialsError,
@@ -29,9 +31,9 @@ from botocore.exceptions import (
 from botocore.loaders import create_loader
 from botocore.retries import standard
 
-from bulkupdate.aws.client import classify
+from bulkupdate.aws.client import classify, open_cases, region_hint
 from bulkupdate.aws.model import service_model
-from bulkupdate.errors import ErrorKind
+from bulkupdate.errors import ConfigError, ErrorKind
 
 BOTOCORE_THROTTLE_CODES = sorted(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES)
 BOTOCORE_TRANSIENT_CODES = sorted(
@@ -229,3 +231,45 @@ def test_connect_cases_modeled_errors_are_classified_with_their_modeled_status()
     for name, shape in modeled.items():
         error = client_error(name, shape["error"]["httpStatusCode"], resourceType="Case")
         assert classify(error).kind is CASES_ERRORS[name], name
+
+
+@pytest.mark.parametrize(
+    ("error", "unreachable"),
+    [
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1/"), True),
+        (ConnectTimeoutError(endpoint_url="http://10.255.255.1/"), True),
+        (ConnectionRefusedError(111, "Connection refused"), True),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:1/"), False),
+        (ConnectionClosedError(endpoint_url="http://127.0.0.1:1/"), False),
+    ],
+)
+def test_a_connection_never_made_is_told_apart_as_unreachable(
+    error: BaseException, unreachable: bool
+) -> None:
+    classified = classify(error)
+    assert classified.kind is ErrorKind.TRANSIENT
+    assert classified.unreachable is unreachable
+    assert classified.outcome_unknown is not unreachable
+
+
+async def test_an_endpoint_without_a_scheme_from_the_environment_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CONNECTCASES", "127.0.0.1:4566")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    with pytest.raises(ConfigError) as caught:
+        async with open_cases(domain_id="d", region="us-east-1"):
+            pass
+    assert caught.value.key == "--endpoint-url"
+    assert "like http://127.0.0.1:4566" in caught.value.message
+
+
+def test_a_region_with_connect_cases_gets_no_hint() -> None:
+    assert region_hint("us-east-1") is None
+
+
+def test_a_misspelt_region_gets_a_hint_with_the_nearest_region_that_has_connect_cases() -> None:
+    assert region_hint("us-esat-1") == (
+        "Region 'us-esat-1' is not one where botocore knows Connect Cases (did you mean us-east-1?)"
+    )

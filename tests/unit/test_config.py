@@ -213,3 +213,23 @@ def test_an_encoding_that_cannot_be_read_line_by_line_is_refused_naming_the_key(
         resolve(flags={**REQUIRED, "encoding": given})
     assert raised.value.key == "--encoding"
     assert said in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("source", "key"),
+    [
+        ({"flags": {"endpoint_url": "127.0.0.1:4566"}}, "--endpoint-url"),
+        ({"env": {"BULKUPDATE_ENDPOINT_URL": "127.0.0.1:4566"}}, "BULKUPDATE_ENDPOINT_URL"),
+        ({"job": {"endpoint_url": "127.0.0.1:4566"}, "job_path": "j.toml"}, "j.toml: endpoint_url"),
+    ],
+)
+def test_an_endpoint_without_its_scheme_is_refused_naming_the_key_and_the_form_it_takes(
+    source: dict[str, Any], key: str
+) -> None:
+    job = {**REQUIRED, **source.get("job", {})}
+    others = {k: v for k, v in source.items() if k != "job"}
+    flags = {**REQUIRED, **others.pop("flags", {})}
+    with pytest.raises(ConfigError) as caught:
+        resolve(job=job, flags=flags, **others)
+    assert caught.value.key == key
+    assert "give it with its scheme, like http://127.0.0.1:4566" in caught.value.message

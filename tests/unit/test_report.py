@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 from collections.abc import AsyncIterator
@@ -12,8 +13,9 @@ import pytest
 
 from bulkupdate.input.sources import open_source
 from bulkupdate.models import Outcome, RowStatus
+from bulkupdate.report import atomic
 from bulkupdate.report.failures import MAX_ROW_BYTES, write_failures
-from bulkupdate.report.summary import summary_line
+from bulkupdate.report.summary import summary_line, write_summary
 
 
 def failed(raw: bytes, code: str = "invalid_number", line: int = 2) -> Outcome:
@@ -77,13 +79,23 @@ async def test_failures_stream_from_an_async_source_in_pages(tmp_path: Path) -> 
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_summary_line_says_when_nothing_was_sent() -> None:
-    line = summary_line({"end": "interrupted", "pending": None, "note": "nothing was sent"})
+def test_summary_line_says_when_nothing_was_sent_and_counts_no_pending_rows() -> None:
+    # Before the engine ran the input was not counted: no "None pending", no "- pending".
+    line = summary_line({"end": "interrupted", "note": "nothing was sent"})
     assert line.splitlines()[:2] == [
-        "interrupted: 0 applied, 0 failed, 0 skipped, - pending; 0 throttles, 0 retries, "
-        "- rows/s, 0 s",
+        "interrupted: 0 applied, 0 failed, 0 skipped; 0 throttles, 0 retries; 0 s",
         "  nothing was sent",
     ]
+
+
+def test_summary_line_gives_the_next_step_a_fix_needs_instead_of_resume() -> None:
+    summary = {"end": "aborted", "abort": "ResourceNotFoundException: Domain x does not exist."}
+    summary.update(fix="check --domain-id", next_step="run the command again with it corrected")
+    line = summary_line(summary)
+    assert line.splitlines()[-1] == (
+        "  to fix: check --domain-id; then run the command again with it corrected"
+    )
+    assert "resume" not in line
 
 
 def test_summary_line_of_a_run_only_a_restart_resumes_does_not_say_run_the_same_command() -> None:
@@ -176,3 +188,43 @@ async def test_failures_are_written_in_the_inputs_encoding_and_read_back_as_inpu
     assert "café — 12x" in path.read_bytes().decode("cp1252")
     error = record.values["error_message"] if fmt == "csv" else record.values["error"]["message"]
     assert error == "line 2: 'café — 12x' is not a number (\\u65e5\\u672c)"
+
+
+# --- a full disk leaves the last complete file and no temporary behind
+
+
+def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes are buffered: a full disk shows when the file is flushed to it."""
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+
+
+async def test_a_failures_file_that_cannot_be_written_leaves_no_temporary_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("case_id,total,error_code,error_message\nC-0,1x,invalid_number,old\n")
+    disk_full(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        await write_failures(str(path), "csv", [failed(b"C-1,12x\n")], header=("case_id", "total"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]
+    assert path.read_text().endswith("C-0,1x,invalid_number,old\n"), "the last file stands"
+
+
+def test_a_summary_that_cannot_be_written_leaves_no_temporary_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.json"
+    disk_full(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        write_summary(str(path), {"end": "finished"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_summary_in_a_folder_that_does_not_exist_yet_creates_it(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "deeper" / "s.json"
+    write_summary(str(path), {"end": "finished"})
+    assert json.loads(path.read_text()) == {"end": "finished"}
