@@ -3,7 +3,8 @@
     BulkUpdateError
     ├── ConfigError          bad flag, job file key or environment variable (exit 2)
     ├── InputError           bad input file content: names the file, line and column or key (exit 2)
-    ├── CallError            a Connect Cases call failed; `kind` says what the engine does next
+    ├── CallError            a Connect Cases call failed; `kind` says what the engine does next,
+    │                        `batch_refusal` why a BatchUpdateCase was refused as a whole
     ├── CheckpointError      (checkpoint.py) unusable checkpoint; FingerprintMismatchError,
     │                        CheckpointBusyError (exit 2)
     └── ColumnError, HeaderError, RowRejectedError, ValueRejected   (schema.py, coerce.py)
@@ -59,11 +60,21 @@ class ErrorKind(StrEnum):
     SYSTEMIC = "systemic"  # access denied, unknown domain, bad credentials: stop the run
 
 
+class BatchRefusal(StrEnum):
+    """Why a BatchUpdateCase call was refused as a whole (kind ROW): nothing of it was applied.
+    The service does not say which case or field caused it."""
+
+    INVALID = "invalid"  # a case id or the patch is wrong (validation, quota): isolate the cause
+    TOKEN_REUSED = "token_reused"  # ConflictException: the clientToken went with other parameters
+    UNSUPPORTED = "unsupported"  # the endpoint does not know the operation: use UpdateCase
+
+
 class CallError(BulkUpdateError):
     """`outcome_unknown`: the request may have reached the service and may still be applied
     (the client gave up waiting, or the connection broke after sending), as opposed to an
     answer (any status) or a request that never left (connection refused). `unreachable`: no
-    connection to the service was made at all (refused, unresolvable name, connect timeout)."""
+    connection to the service was made at all (refused, unresolvable name, connect timeout).
+    `batch_refusal`: set on a BatchUpdateCase call's ROW errors only (see BatchRefusal)."""
 
     def __init__(
         self,
@@ -74,6 +85,7 @@ class CallError(BulkUpdateError):
         retry_after_s: float | None = None,
         outcome_unknown: bool = False,
         unreachable: bool = False,
+        batch_refusal: BatchRefusal | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.kind = kind
@@ -82,3 +94,4 @@ class CallError(BulkUpdateError):
         self.retry_after_s = retry_after_s
         self.outcome_unknown = outcome_unknown
         self.unreachable = unreachable
+        self.batch_refusal = batch_refusal

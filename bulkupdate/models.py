@@ -1,5 +1,5 @@
-"""Plain data the whole pipeline shares: field schema, outcomes, the UpdateCase value union, and
-the shard a process applies of a job.
+"""Plain data the whole pipeline shares: field schema, outcomes, the UpdateCase value union, what
+a BatchUpdateCase call answered per case, and the shard a process applies of a job.
 
 Pure: no I/O, no botocore. Wire dictionaries use the API's own member names.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -72,6 +72,45 @@ class Outcome:
     error_message: str | None = None
     raw: bytes | None = None  # the record's original bytes, kept for failed rows only
     attempts: int = 0  # UpdateCase calls made for this row (0 if rejected locally)
+
+
+# BatchUpdateCase takes 1..100 cases; botocore does not check the maximum (FACTS §7.2).
+MAX_CASES_PER_BATCH = 100
+
+
+class CaseFailureKind(StrEnum):
+    """What one case's failure inside a BatchUpdateCase answer means. The values are those of
+    `errors.ErrorKind` (`ErrorKind(kind.value)`); this layer may not import it."""
+
+    ROW = "row"  # CASE_NOT_FOUND, VALIDATION_ERROR: that row fails with the code and message
+    THROTTLED = "throttled"  # THROTTLED, SERVICE_QUOTA_EXCEEDED: retry that case only
+    TRANSIENT = "transient"  # CONFLICT, INTERNAL_ERROR, a code unknown here: retry with backoff
+    SYSTEMIC = "systemic"  # ACCESS_DENIED, DOMAIN_NOT_FOUND: stop the run, rows pending
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFailure:
+    """One entry of a BatchUpdateCase answer's `failedCases`, classified by `aws`."""
+
+    case_id: str
+    code: str  # the service's errorCode, e.g. "CASE_NOT_FOUND"
+    message: str
+    kind: CaseFailureKind
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one accepted BatchUpdateCase call did to each case it listed: every listed case id is
+    in exactly one of `succeeded` (applied) and `failed` (not applied, with its reason)."""
+
+    succeeded: tuple[str, ...]
+    failed: Mapping[str, CaseFailure] = field(default_factory=dict)  # by case id
+
+    def failure(self, case_id: str) -> CaseFailure | None:
+        return self.failed.get(case_id)
+
+    def of_kind(self, kind: CaseFailureKind) -> Sequence[CaseFailure]:
+        return [failure for failure in self.failed.values() if failure.kind is kind]
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,8 +63,10 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries import standard
 
+from bulkupdate.aws.batch import batch_outcome, batch_request, refused
+from bulkupdate.aws.model import add_extras
 from bulkupdate.errors import CallError, ConfigError, ErrorKind
-from bulkupdate.models import Field, FieldOption, FieldType, WireValue
+from bulkupdate.models import BatchOutcome, Field, FieldOption, FieldType, WireValue
 
 
 def _applies_when(node: Any) -> Iterator[dict[str, Any]]:
@@ -249,6 +251,35 @@ class BotocoreCases:
             params["performedBy"] = performed_by
         await self._call("update_case", **params)
 
+    async def batch_update_case(
+        self,
+        case_ids: Sequence[str],
+        fields: Sequence[Mapping[str, Any]],
+        *,
+        title: str | None = None,
+        status: str | None = None,
+        customer_id: str | None = None,
+        performed_by: dict[str, str] | None,
+        client_token: str,
+    ) -> BatchOutcome:
+        """One BatchUpdateCase call (see `aws.batch`): the same patch on 1..100 cases. ValueError
+        on a caller's bug (too many cases, a case twice, title/status/customer_id in `fields`)."""
+        params = batch_request(
+            self._domain_id,
+            case_ids,
+            fields,
+            title=title,
+            status=status,
+            customer_id=customer_id,
+            performed_by=performed_by,
+            client_token=client_token,
+        )
+        try:
+            answer = await self._call("batch_update_case", **params)
+        except CallError as error:
+            raise refused(error) from error.__cause__
+        return batch_outcome(case_ids, answer)
+
     async def list_fields(self) -> list[Field]:
         found: list[Field] = []
         async for page in self._pages("list_fields", maxResults=100):
@@ -331,6 +362,8 @@ async def open_cases(
     )
     try:
         session = AioSession(profile=profile)
+        # Before the first client: the loader caches the model it reads.
+        add_extras(session.get_component("data_loader"))
         # botocore reads AWS_DEFAULT_REGION and profiles; other SDKs also honour AWS_REGION.
         region = region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
         client_cm = session.create_client(

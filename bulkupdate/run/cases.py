@@ -10,13 +10,37 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from bulkupdate.fields.schema import FieldUpdate
-from bulkupdate.models import Field, FieldOption, WireValue
+from bulkupdate.models import BatchOutcome, Field, FieldOption, WireValue
 
 
 class CasesApi(Protocol):
     async def update_case(
         self, case_id: str, fields: Sequence[FieldUpdate], performed_by: dict[str, str] | None
     ) -> None: ...
+
+    async def batch_update_case(
+        self,
+        case_ids: Sequence[str],
+        fields: Sequence[FieldUpdate],
+        *,
+        title: str | None = None,
+        status: str | None = None,
+        customer_id: str | None = None,
+        performed_by: dict[str, str] | None,
+        client_token: str,
+    ) -> BatchOutcome:
+        """One BatchUpdateCase: the same patch on 1..MAX_CASES_PER_BATCH distinct cases.
+
+        `fields` holds field ids, never names, and not title/status/customer_id (their ids):
+        those go in the keyword arguments. Raises ValueError on such a caller's bug; a refused
+        call raises CallError like update_case, with `batch_refusal` set when its kind is ROW
+        (nothing was applied). Otherwise every listed case is in the outcome's `succeeded` or
+        `failed`. The same token and request within the service's window answers the first
+        call's outcome again (failures included) without applying anything, so a retry of some
+        cases is a new request with a new token; the same token with another request is refused
+        (BatchRefusal.TOKEN_REUSED).
+        """
+        ...
 
     async def list_fields(self) -> list[Field]:
         """Every field of the domain (all pages), options not yet filled in."""

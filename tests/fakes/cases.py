@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-from bulkupdate.errors import CallError, ErrorKind
+from bulkupdate.aws.batch import batch_outcome, batch_request, refused
+from bulkupdate.errors import BatchRefusal, CallError, ErrorKind
 from bulkupdate.fields.schema import FieldUpdate
-from bulkupdate.models import Field, FieldOption, WireValue
+from bulkupdate.models import BatchOutcome, Field, FieldOption, WireValue
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCall:
+    """One batch_update_case call the fake answered (not the ones its script refused)."""
+
+    case_ids: tuple[str, ...]
+    fields: tuple[FieldUpdate, ...]
+    top_level: dict[str, str]  # title/status/customer_id given, by field id
+    client_token: str
+    replayed: bool  # answered from the token's first call; nothing applied
 
 
 class FakeCasesApi:
@@ -18,6 +33,13 @@ class FakeCasesApi:
         self.applied: list[tuple[str, list[FieldUpdate]]] = []
         # Errors to raise on the next update_case calls, in order (None = succeed).
         self.script: list[CallError | None] = []
+        # Errors to raise on the next batch_update_case calls, in order (None = answer); ROW
+        # errors get their batch_refusal as the real client sets it.
+        self.batch_script: list[CallError | None] = []
+        # Per case id, the errorCodes its next batch calls answer for it (None = apply).
+        self.case_script: dict[str, list[str | None]] = {}
+        self.batches: list[BatchCall] = []
+        self.tokens: dict[str, tuple[str, BatchOutcome]] = {}  # forget with .tokens.clear()
 
     async def update_case(
         self, case_id: str, fields: Sequence[FieldUpdate], performed_by: dict[str, str] | None
@@ -34,6 +56,81 @@ class FakeCasesApi:
             else:
                 self.cases[case_id][update["id"]] = update["value"]
         self.applied.append((case_id, list(fields)))
+
+    async def batch_update_case(
+        self,
+        case_ids: Sequence[str],
+        fields: Sequence[FieldUpdate],
+        *,
+        title: str | None = None,
+        status: str | None = None,
+        customer_id: str | None = None,
+        performed_by: dict[str, str] | None,
+        client_token: str,
+    ) -> BatchOutcome:
+        request = batch_request(
+            "fake",
+            case_ids,
+            fields,
+            title=title,
+            status=status,
+            customer_id=customer_id,
+            performed_by=performed_by,
+            client_token=client_token,
+        )  # ValueError as the real client
+        if self.batch_script:
+            error = self.batch_script.pop(0)
+            if error is not None:
+                raise refused(error)
+        top_level = {
+            field_id: value
+            for field_id, value in (
+                ("title", title),
+                ("status", status),
+                ("customer_id", customer_id),
+            )
+            if value is not None
+        }
+        call = BatchCall(tuple(case_ids), tuple(fields), top_level, client_token, False)
+        key = json.dumps(request, sort_keys=True)
+        if client_token in self.tokens:
+            first_key, first = self.tokens[client_token]
+            if first_key != key:
+                raise CallError(
+                    ErrorKind.ROW,
+                    "ConflictException",
+                    "client token reused with other parameters",
+                    batch_refusal=BatchRefusal.TOKEN_REUSED,
+                )
+            self.batches.append(replace(call, replayed=True))
+            return first
+        patch = [*fields, *({"id": k, "value": {"stringValue": v}} for k, v in top_level.items())]
+        answer = self._apply_batch(case_ids, patch)
+        outcome = batch_outcome(case_ids, answer)
+        self.tokens[client_token] = (key, outcome)
+        self.batches.append(call)
+        return outcome
+
+    def _apply_batch(self, case_ids: Sequence[str], patch: list[Any]) -> dict[str, Any]:
+        succeeded, failed = [], []
+        for case_id in case_ids:
+            scripted = self.case_script.get(case_id)
+            code = scripted.pop(0) if scripted else None
+            if code is None and case_id not in self.cases:
+                code = "CASE_NOT_FOUND"
+            if code is not None:
+                failed.append(
+                    {"caseIdentifier": {"caseId": case_id}, "errorCode": code, "errorMessage": code}
+                )
+                continue
+            for update in patch:
+                if "emptyValue" in update["value"]:
+                    self.cases[case_id].pop(update["id"], None)
+                else:
+                    self.cases[case_id][update["id"]] = update["value"]
+            self.applied.append((case_id, list(patch)))
+            succeeded.append({"caseIdentifier": {"caseId": case_id}})
+        return {"successfulCases": succeeded, "failedCases": failed}
 
     async def list_fields(self) -> list[Field]:
         return [Field(f.field_id, f.name, f.type, f.namespace, f.is_multiline) for f in self.fields]
