@@ -22,11 +22,10 @@ from bulkupdate.fields.compare import holds
 from bulkupdate.fields.rows import Row
 from bulkupdate.fields.schema import ColumnMap, FieldUpdate
 from bulkupdate.models import FieldType, Outcome, RowStatus, WireValue
-from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
-from bulkupdate.pacing.retry import GiveUp, RetryPolicy
 from bulkupdate.report.stats import RunStats
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.commits import Commits
+from bulkupdate.run.reads import PacedReads
 from bulkupdate.run.settings import EngineSettings
 
 __all__ = ["BeforeImages", "Pending", "Read"]
@@ -62,19 +61,15 @@ class BeforeImages:
     """Reads, compares and records the before-images of the rows one engine sends."""
 
     __slots__ = (
-        "_api",
-        "_clock",
         "_columns",
         "_commits",
         "_flush_s",
         "_later",
         "_pending",
-        "_policy",
-        "_random",
         "_readings",
         "_stats",
         "_types",
-        "gate",
+        "reader",
     )
 
     def __init__(
@@ -91,24 +86,23 @@ class BeforeImages:
         on_event: Callable[[str, Mapping[str, Any]], None],
         later: Callable[[str], Sequence[object]] = lambda case_id: (),
     ) -> None:
-        self._api = api
         self._later = later  # the case's rows read and waiting behind the one at hand
-        self._clock = clock
         self._commits = commits
         self._stats = stats
-        self.gate = RateGate(  # GetCase's own quota, adapted as UpdateCase's is
-            settings.read_rate_per_s,
-            settings.read_burst,
+        self.reader = PacedReads(
+            api,
             clock,
+            rate_per_s=settings.read_rate_per_s,
+            burst=settings.read_burst,
             headroom=settings.headroom,
-            tell=lambda name, data: on_event(name, {**data, "operation": "GetCase"}),
+            max_attempts=settings.max_attempts,
+            rng=rng,
+            on_event=on_event,
         )
-        self._policy = RetryPolicy(max_attempts=settings.max_attempts)
         self._columns = columns
         self._types: dict[str, FieldType] = {}  # field id -> type, as columns are bound
         self._pending = dict(pending)
         self._flush_s = settings.flush_interval_s
-        self._random = rng
         self._readings: dict[int, _Reading] = {}
 
     async def prepare(self, row: Row, stopped: Callable[[], bool]) -> Read | Outcome | CallError:
@@ -117,7 +111,8 @@ class BeforeImages:
         a systemic CallError (the run stops); or STOP."""
         reading = self._readings.get(row.offset)
         fields = reading.fields if reading is not None else list(row.fields)
-        current = await self._read(row.case_id, [u["id"] for u in fields], stopped)
+        current = await self.reader.read(row.case_id, [u["id"] for u in fields], stopped)
+        self._stats.reads, self._stats.read_throttles = self.reader.reads, self.reader.throttles
         if current is None:
             return Read.STOP
         if isinstance(current, CallError):
@@ -166,7 +161,7 @@ class BeforeImages:
         )
 
     def progress(self) -> dict[str, Any]:
-        return {"read_rate_per_s": round(self.gate.rate_per_s, 3)}
+        return {"read_rate_per_s": round(self.reader.gate.rate_per_s, 3)}
 
     def forget(self, offset: int) -> None:
         """The row resolved otherwise (failed): nothing more to record for it."""
@@ -205,39 +200,3 @@ class BeforeImages:
             return error
         code = "retries_exhausted" if error.kind is ErrorKind.TRANSIENT else error.code
         return row.outcome(RowStatus.FAILED, code, f"GetCase: {error.code}: {error.message}")
-
-    async def _read(
-        self, case_id: str, field_ids: list[str], stopped: Callable[[], bool]
-    ) -> dict[str, WireValue] | CallError | None:
-        """GetCase through the read gate, retried as UpdateCase calls are (throttles never use
-        up --max-attempts); None when the run stops first."""
-        failures = {ErrorKind.THROTTLED: 0, ErrorKind.TRANSIENT: 0}
-        while not stopped():
-            sent_s = await self.gate.pass_(stopped)
-            if sent_s is None:
-                return None
-            self._stats.reads += 1
-            try:
-                values = await self._api.read_fields(case_id, field_ids)
-            except CallError as error:
-                if error.kind not in failures:
-                    return error
-                if error.kind is ErrorKind.THROTTLED:
-                    self._stats.read_throttles += 1
-                    self.gate.throttled(sent_s)
-                failures[error.kind] += 1
-                decision = self._policy.decide(
-                    error.kind, failures[error.kind], error.retry_after_s, self._random.random()
-                )
-                if isinstance(decision, GiveUp):
-                    return error
-                await self._pause(decision.delay_s, stopped)
-                continue
-            self.gate.accepted(sent_s)
-            return values
-        return None
-
-    async def _pause(self, delay_s: float, stopped: Callable[[], bool]) -> None:
-        until_s = self._clock.now_s() + delay_s
-        while not stopped() and (left_s := until_s - self._clock.now_s()) > 0:
-            await self._clock.sleep(min(left_s, SLOT_CHECK_S))
