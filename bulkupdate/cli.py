@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(commands)
     add_status_parser(commands)
     add_demo_parser(commands)
+    from bulkupdate.run import commands as image_commands  # undo, verify
+
+    image_commands.add_parsers(commands)
     emulator_cli.add_parser(commands)
     for command in commands.choices.values():
         command.set_defaults(command_parser=command)
@@ -435,8 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if process:
         signals.hold()
     args = parse_args(build_parser(), argv)
+    args.process = process
     if process and args.command != "run":
-        signals.release()
+        signals.release()  # `undo` holds them again for its restore run
     try:
         result: int = args.handler(args)
     finally:
