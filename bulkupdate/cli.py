@@ -36,6 +36,9 @@ RUN_FLAGS = (
     "rate",
     "headroom",
     "burst",
+    "before_images",
+    "read_rate",
+    "read_burst",
     "concurrency",
     "max_attempts",
     "case_id_column",
@@ -133,6 +136,17 @@ def add_run_parser(commands: Any) -> None:
         "(default 20; 0 takes it all)",
     )
     pacing.add_argument("--burst", type=int, help="burst (default 2)")
+    pacing.add_argument(
+        "--before-images",
+        action="store_true",
+        default=None,
+        help="read each case's fields with GetCase before writing it: send only what differs, "
+        "keep the values before the job (for `bulkupdate undo`), resend nothing after a crash",
+    )
+    pacing.add_argument(
+        "--read-rate", type=float, help="GetCase calls/s ceiling with --before-images (default 4)"
+    )
+    pacing.add_argument("--read-burst", type=int, help="GetCase burst (default 10)")
     pacing.add_argument("--concurrency", type=int, help="calls in flight at most (default 16)")
     pacing.add_argument("--max-attempts", type=int, help="per row for 5xx/timeouts (default 8)")
     pacing.add_argument("--grace-period", type=float, help="seconds to drain on SIGTERM (10)")
@@ -255,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(commands)
     add_status_parser(commands)
     add_demo_parser(commands)
+    from bulkupdate.run import commands as image_commands  # undo, verify
+
+    image_commands.add_parsers(commands)
     emulator_cli.add_parser(commands)
     for command in commands.choices.values():
         command.set_defaults(command_parser=command)
@@ -421,8 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if process:
         signals.hold()
     args = parse_args(build_parser(), argv)
+    args.process = process
     if process and args.command != "run":
-        signals.release()
+        signals.release()  # `undo` holds them again for its restore run
     try:
         result: int = args.handler(args)
     finally:

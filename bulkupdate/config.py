@@ -92,6 +92,11 @@ class RunConfig:
     # Percent of --rate left to the contact centre's agents, who save cases through the same
     # account-wide quota: the job sends at most rate x (1 - headroom / 100).
     headroom: float = 20.0
+    # Read each case's fields with GetCase before writing it: skip what already holds, keep
+    # the values before the job for `bulkupdate undo`, resend nothing after a crash.
+    before_images: bool = False
+    read_rate: float = 4.0  # GetCase calls per second (--before-images): AWS's default quota
+    read_burst: int = 10  # GetCase's default burst
     concurrency: int = 16  # calls in flight at most
     max_attempts: int = 8  # per row, for 5xx/timeouts/connection errors (throttles never count)
     case_id_column: str = "case_id"
@@ -231,6 +236,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "rate": _rate,
     "headroom": _headroom,
     "burst": _positive_int,
+    "before_images": _flag,
+    "read_rate": _rate,
+    "read_burst": _positive_int,
     "concurrency": _positive_int,
     "max_attempts": _positive_int,
     "blank": lambda v: Blank(_choice("skip", "clear")(v)),

@@ -29,7 +29,15 @@ import anyio
 import structlog
 
 from bulkupdate.aws.dynamodb_table import ConditionFailedError, DynamoDbTable
+from bulkupdate.checkpoint.dynamodb_images import (
+    condition_check,
+    fits_with,
+    image_from_item,
+    image_prefix,
+    image_updates,
+)
 from bulkupdate.checkpoint.dynamodb_items import (
+    TRANSACT_ITEMS,
     MetaItem,
     attr_n,
     attr_s,
@@ -41,6 +49,7 @@ from bulkupdate.checkpoint.dynamodb_items import (
     run_attr,
     versioned_update,
 )
+from bulkupdate.checkpoint.images import FieldImage, ImageChange
 from bulkupdate.checkpoint.store import (
     DYNAMODB,
     CheckpointBusyError,
@@ -170,7 +179,11 @@ class DynamoDbCheckpointStore:
         return ResumeState(meta.resume_point, meta.resolved, meta.totals, meta.counters, meta.runs)
 
     async def commit(
-        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+        self,
+        outcomes: Sequence[Outcome],
+        resume_point: ResumePoint,
+        counters: Mapping[str, int],
+        images: Sequence[ImageChange] = (),
     ) -> None:
         async with self._lock:
             meta = await self._running(commit=True)
@@ -182,6 +195,7 @@ class DynamoDbCheckpointStore:
             ]
             merged = {**meta.counters, **counters}
             unchanged = not fresh and resume_point == meta.resume_point and merged == meta.counters
+            unchanged = unchanged and not images
             if unchanged and self.hold_left_s() > self._lease_s / 3:
                 return  # nothing new: no write, no cost (the heartbeat keeps the lease)
             # A lease about to lapse is renewed here too, or found lost: a run frozen past it
@@ -189,6 +203,10 @@ class DynamoDbCheckpointStore:
             chunks = plan_chunks(fresh)
             for cut in (cut for chunk in chunks for cut in chunk.truncated):
                 log.warning("checkpoint_row_truncated", **asdict(cut))
+            updates = self._image_updates(meta, images)
+            if updates and not fits_with(chunks[0].pages, updates):
+                await self._write_images_ahead(meta, updates)  # before any outcome they go with
+                updates = []
             for number, chunk in enumerate(chunks, start=1):
                 last = number == len(chunks)
                 point = resume_point if last else meta.resume_point
@@ -198,7 +216,8 @@ class DynamoDbCheckpointStore:
                     progress = meta.progress()
                 except ValueError as error:
                     raise CheckpointError(self.location, f"{error}: lower the read-ahead") from None
-                await self._write(meta, meta.updated_at, progress, chunk.pages)
+                extra = updates if number == 1 else ()
+                await self._write(meta, meta.updated_at, progress, chunk.pages, extra)
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         meta = await self._read_meta()
@@ -223,6 +242,33 @@ class DynamoDbCheckpointStore:
 
     async def status(self) -> JobStatus:
         return (await self._read_meta()).status(self._now())
+
+    async def images(self) -> AsyncIterator[FieldImage]:
+        meta = await self._read_meta()
+        async for item in self._table.query(self._pk, image_prefix(self._shard, meta.gen)):
+            yield image_from_item(item)
+
+    def _image_updates(self, meta: MetaItem, images: Sequence[ImageChange]) -> list[Any]:
+        return image_updates(self._table.name, self._pk, self._shard, meta.gen, images)
+
+    async def _write_images_ahead(self, meta: MetaItem, updates: Sequence[Any]) -> None:
+        """Image writes too many for the commit's transaction, each transaction checking that
+        this run still holds the checkpoint. They may land without the commit: a resumed row
+        then finds its values on the case, and its image already records them."""
+        key = {"pk": attr_s(self._pk), "sk": attr_s(f"meta#{self._shard}")}
+        check = condition_check(self._table.name, key, self._owner, meta.version)
+        room = TRANSACT_ITEMS - 1
+        for start in range(0, len(updates), room):
+            group = list(updates[start : start + room])
+            try:
+                await self._table.call(
+                    "transact_write_items",
+                    TransactItems=[check, *group],
+                    ClientRequestToken=_token(),
+                )
+            except ConditionFailedError:
+                item = await self._table.get(self._pk, f"meta#{self._shard}")
+                raise self._taken_over(item) from None
 
     async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
         state = check_end_state(end_state)
@@ -298,13 +344,14 @@ class DynamoDbCheckpointStore:
     async def _forget_other_generations(self, gen: str) -> None:
         """Delete failure pages of a wiped or vanished checkpoint. They are unreachable already
         (the meta item names another generation): this only stops paying for their storage."""
-        prefix = f"fail#{self._shard}#"
-        stale = [
-            {"pk": attr_s(self._pk), "sk": item["sk"]}
-            async for item in self._table.query(self._pk, prefix, ProjectionExpression="sk")
-            if not item["sk"]["S"].startswith(f"{prefix}{gen}#")
-        ]
-        await self._table.delete(stale)
+        for kind in ("fail", "img"):
+            prefix = f"{kind}#{self._shard}#"
+            stale = [
+                {"pk": attr_s(self._pk), "sk": item["sk"]}
+                async for item in self._table.query(self._pk, prefix, ProjectionExpression="sk")
+                if not item["sk"]["S"].startswith(f"{prefix}{gen}#")
+            ]
+            await self._table.delete(stale)
 
     # --- writing
 
@@ -343,8 +390,10 @@ class DynamoDbCheckpointStore:
         now: datetime,
         values: Mapping[str, Any],
         pages: Sequence[tuple[int, bytes]] = (),
+        extra: Sequence[Any] = (),
     ) -> None:
-        """Write the next version: one conditional request, which also renews the lease."""
+        """Write the next version: one conditional request, which also renews the lease;
+        `extra` transaction items (before-images) go with it."""
         from_s = time.monotonic()  # `now` was read just before this, with no wait in between
         before = self._meta
         assert before is not None
@@ -359,7 +408,7 @@ class DynamoDbCheckpointStore:
         key = {"pk": attr_s(self._pk), "sk": attr_s(f"meta#{self._shard}")}
         update = versioned_update(self._table.name, key, sets, self._owner, before.version)
         try:
-            if not pages:
+            if not pages and not extra:
                 await self._table.call("update_item", **update)
             else:
                 puts = [
@@ -368,7 +417,7 @@ class DynamoDbCheckpointStore:
                 ]
                 await self._table.call(
                     "transact_write_items",
-                    TransactItems=[{"Update": update}, *puts],
+                    TransactItems=[{"Update": update}, *puts, *extra],
                     ClientRequestToken=meta.token,  # botocore resends it: applied once
                 )
         except ConditionFailedError:

@@ -316,6 +316,23 @@ class BotocoreCases:
         )
         return {item["id"]: item["value"] for item in response["fields"]}
 
+    async def read_fields(self, case_id: str, field_ids: Sequence[str]) -> dict[str, WireValue]:
+        values: dict[str, WireValue] = {}
+        token: str | None = None
+        while True:
+            page = {"nextToken": token} if token else {}
+            fields = [{"id": f} for f in field_ids]
+            try:
+                response = await self._client.get_case(
+                    domainId=self._domain_id, caseId=case_id, fields=fields, **page
+                )
+            except Exception as error:
+                raise classify(error) from error
+            values.update((item["id"], item["value"]) for item in response["fields"])
+            token = response.get("nextToken")
+            if not token:
+                return values
+
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         limiter = self._limiters.get(operation)
         if limiter is not None:

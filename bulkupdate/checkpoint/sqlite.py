@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from bulkupdate.checkpoint.images import FieldImage, ImageChange, decode_value, encode_value
 from bulkupdate.checkpoint.lock import RunLock
 from bulkupdate.checkpoint.sqlite_files import (
     connect,
@@ -75,6 +76,20 @@ SCHEMA = (
         number INTEGER PRIMARY KEY, state TEXT NOT NULL, pid INTEGER NOT NULL,
         started_at TEXT NOT NULL, ended_at TEXT, summary TEXT)""",
 )
+# Before-images (--before-images): made on first use, so checkpoints of version 1 made before
+# it stay version 1 and open as they were. Values are the wire unions as JSON.
+IMAGES_TABLE = """CREATE TABLE IF NOT EXISTS images (
+    case_id TEXT NOT NULL, field_id TEXT NOT NULL, before TEXT NOT NULL, after TEXT,
+    pending TEXT, PRIMARY KEY (case_id, field_id)) WITHOUT ROWID"""
+_IMAGE_SENDING = (
+    "INSERT INTO images (case_id, field_id, before, after, pending) VALUES (?, ?, ?, NULL, ?) "
+    "ON CONFLICT (case_id, field_id) DO UPDATE SET pending = excluded.pending"
+)
+_IMAGE_APPLIED = (
+    "INSERT INTO images (case_id, field_id, before, after, pending) VALUES (?, ?, ?, ?, NULL) "
+    "ON CONFLICT (case_id, field_id) DO UPDATE SET after = excluded.after, pending = NULL"
+)
+IMAGE_PAGE_ROWS = 1000
 _OUTCOME_COLUMNS = "byte_offset, line, case_id, status, error_code, error_message, raw, attempts"
 _INSERT_OUTCOME = f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 _ADD_TOTAL = (
@@ -161,10 +176,16 @@ class SqliteCheckpointStore:
             raise
 
     async def commit(
-        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+        self,
+        outcomes: Sequence[Outcome],
+        resume_point: ResumePoint,
+        counters: Mapping[str, int],
+        images: Sequence[ImageChange] = (),
     ) -> None:
         self._check_running()
-        await self._call(partial(self._commit_sync, list(outcomes), resume_point, dict(counters)))
+        await self._call(
+            partial(self._commit_sync, list(outcomes), resume_point, dict(counters), list(images))
+        )
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         after_offset = -1
@@ -178,6 +199,16 @@ class SqliteCheckpointStore:
 
     async def status(self) -> JobStatus:
         return await self._call(self._status_sync)
+
+    async def images(self) -> AsyncIterator[FieldImage]:
+        after: tuple[str, str] = ("", "")
+        while True:  # keyset pages, as failed_rows
+            page = await self._call(partial(self._images_page, after))
+            for image in page:
+                yield image
+            if len(page) < IMAGE_PAGE_ROWS:
+                return
+            after = (page[-1].case_id, page[-1].field_id)
 
     async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
         state = check_end_state(end_state)
@@ -296,6 +327,7 @@ class SqliteCheckpointStore:
             if stored is None or restart:
                 for table in ("job", "outcomes", "totals", "counters", "runs"):
                     conn.execute(f"DELETE FROM {table}")
+                conn.execute("DROP TABLE IF EXISTS images")
                 conn.execute(
                     "INSERT INTO job VALUES (1, ?, ?, ?, ?, 0, 1, ?, ?)",
                     (job.name, job.input_path, job.fingerprint, job.stored_format, now, now),
@@ -327,7 +359,11 @@ class SqliteCheckpointStore:
         return state
 
     def _commit_sync(
-        self, outcomes: list[Outcome], resume_point: ResumePoint, counters: dict[str, int]
+        self,
+        outcomes: list[Outcome],
+        resume_point: ResumePoint,
+        counters: dict[str, int],
+        images: list[ImageChange],
     ) -> None:
         # Checked here, under the lock, so concurrent commits cannot both pass a stale check.
         floor_offset = self._resume_point.offset
@@ -348,7 +384,32 @@ class SqliteCheckpointStore:
                 (resume_point.offset, resume_point.line, self._now().isoformat()),
             )
             conn.executemany(_SET_COUNTER, counters.items())
+            if images:
+                conn.execute(IMAGES_TABLE)
+                for change in images:  # in order: a later change of a field wins
+                    before, value = encode_value(change.before), encode_value(change.value)
+                    statement = _IMAGE_APPLIED if change.applied else _IMAGE_SENDING
+                    conn.execute(statement, (change.case_id, change.field_id, before, value))
         self._resume_point = resume_point
+
+    def _images_page(self, after: tuple[str, str]) -> list[FieldImage]:
+        conn = self._connect(create=False)
+        if not self._identify(conn):
+            raise CheckpointError(str(self._path), "holds no job yet")
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'images'"
+        ).fetchone()
+        if exists is None:
+            return []
+        rows = conn.execute(
+            "SELECT case_id, field_id, before, after, pending FROM images "
+            "WHERE (case_id, field_id) > (?, ?) ORDER BY case_id, field_id LIMIT ?",
+            (*after, IMAGE_PAGE_ROWS),
+        )
+        return [
+            FieldImage(case_id, field_id, decode_value(before) or {}, *map(decode_value, rest))
+            for case_id, field_id, before, *rest in rows
+        ]
 
     def _failed_page(self, after_offset: int) -> list[Outcome]:
         conn = self._connect(create=False)

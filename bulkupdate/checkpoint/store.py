@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bulkupdate.checkpoint.images import FieldImage, ImageChange
 from bulkupdate.errors import BulkUpdateError
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 
@@ -185,11 +186,17 @@ class CheckpointStore(Protocol):
         ...
 
     async def commit(
-        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+        self,
+        outcomes: Sequence[Outcome],
+        resume_point: ResumePoint,
+        counters: Mapping[str, int],
+        images: Sequence[ImageChange] = (),
     ) -> None:
         """Record a batch atomically. An offset's first committed outcome is final: later ones,
         and any below the committed resume point, are ignored and not counted. `resume_point` may
         not move backwards. `counters` replace the stored values of the names they hold.
+        `images` are merged into the before-images in their order (`FieldImage.merged`): a
+        field's first `before` stays; re-recording the same changes leaves the same images.
 
         A commit that raised CheckpointError may have been recorded or not (a remote store can
         lose the answer to a write that landed). The caller keeps the batch and commits it
@@ -205,6 +212,10 @@ class CheckpointStore(Protocol):
 
     async def status(self) -> JobStatus:
         """The job's progress; works without `open` and never starts a run."""
+        ...
+
+    def images(self) -> AsyncIterator[FieldImage]:
+        """Every before-image of the job, by case id then field id; works without `open`."""
         ...
 
     def hold_left_s(self) -> float:

@@ -205,15 +205,19 @@ class CasesAccount:
         client_token: str | None = None,
     ) -> None:
         """Apply checked values to one case and log it (`client_token`: from a batch call)."""
+        self.set_values(case, checked)
+        self.updates.append(
+            domain.domain_id, case.case_id, fields, performed_by, case.updated_s, client_token
+        )
+
+    def set_values(self, case: CaseRecord, checked: dict[str, Union]) -> None:
+        """Put checked values on a case (an empty value clears the field); not logged."""
         for field_id, value in checked.items():
             if "emptyValue" in value:
                 case.values.pop(field_id, None)
             else:
                 case.values[field_id] = value
         case.updated_s = self.wall_s()
-        self.updates.append(
-            domain.domain_id, case.case_id, fields, performed_by, case.updated_s, client_token
-        )
 
     def case_value(self, case: CaseRecord, field_id: str) -> Union | None:
         attribute = SYSTEM_DATETIME_FIELDS.get(field_id)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bulkupdate.emulator.batch import BatchCounters
 from bulkupdate.emulator.config import parse_quota
+from bulkupdate.emulator.errors import ServiceError
 from bulkupdate.emulator.faults import FaultConfig
 from bulkupdate.emulator.quotas import Quota
 from bulkupdate.emulator.service import CasesService
@@ -95,6 +96,24 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
     async def get_state(_: web.Request) -> web.Response:
         return web.json_response({"domains": case_state(emulator)})
 
+    async def edit_case(request: web.Request) -> web.Response:
+        """{"fields": [{"id", "value": union}]}: a person's edit of the case, as an agent saves
+        it; not counted as an UpdateCase call nor logged with the job's updates."""
+        domain_id, case_id = request.match_info["domain"], request.match_info["case"]
+        try:
+            body = await request.json()
+            fields = body["fields"] if isinstance(body, dict) else None
+            if not isinstance(fields, list):
+                raise TypeError('the body must be {"fields": [{"id", "value"}]}')
+            emulator.service.edit_case(domain_id, case_id, fields)
+        except (ValueError, TypeError, KeyError) as error:
+            return web.json_response({"message": str(error)}, status=400)
+        except ServiceError as error:
+            return web.json_response(
+                {"code": error.code, "message": error.message}, status=error.status
+            )
+        return web.json_response({"ok": True})
+
     async def reset(_: web.Request) -> web.Response:
         emulator.reset_counters()
         return web.json_response({"ok": True})
@@ -136,4 +155,5 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
     app.router.add_get(f"{PREFIX}/updates", get_updates)
     app.router.add_get(f"{PREFIX}/state", get_state)
     app.router.add_post(f"{PREFIX}/reset", reset)
+    app.router.add_post(f"{PREFIX}/cases/{{domain}}/{{case}}", edit_case)
     app.router.add_post(f"{PREFIX}/config", configure)

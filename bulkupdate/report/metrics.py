@@ -33,6 +33,8 @@ COUNTERS = (
     ("bulkupdate_updatecase_calls", "UpdateCase attempts", "calls"),
     ("bulkupdate_throttles", "ThrottlingException answers", "throttles"),
     ("bulkupdate_retries", "Attempts after a row's first", "retried"),
+    ("bulkupdate_getcase_calls", "GetCase reads before writes (--before-images)", "reads"),
+    ("bulkupdate_getcase_throttles", "GetCase calls throttled", "read_throttles"),
 )
 GAUGES = (
     ("bulkupdate_rate_per_second", "Current adaptive UpdateCase rate", "rate_per_s"),

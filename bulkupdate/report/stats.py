@@ -35,8 +35,12 @@ class RunStats:
     applied: int = 0
     failed: int = 0  # permanently, this run (locally rejected + service rejected + exhausted)
     rejected_locally: int = 0  # failed before any call (parse or coercion)
-    unchanged: int = 0  # nothing to send (every cell blank): recorded done without a call
+    # Nothing to send (every cell blank, or --before-images found the case holding the row's
+    # values): recorded done without an UpdateCase call.
+    unchanged: int = 0
     calls: int = 0  # UpdateCase attempts
+    reads: int = 0  # GetCase calls before writes (--before-images)
+    read_throttles: int = 0  # of those, throttled
     retried: int = 0  # attempts after the first, for any reason
     throttles: int = 0
     first_accept_s: float | None = None
@@ -84,6 +88,8 @@ class RunStats:
             "rejected_locally": self.rejected_locally,
             "unchanged": self.unchanged,
             "calls": self.calls,
+            "reads": self.reads,
+            "read_throttles": self.read_throttles,
             "retried": self.retried,
             "throttles": self.throttles,
         }

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from bulkupdate.checkpoint.images import ImageChange
 from bulkupdate.checkpoint.store import CheckpointBusyError, CheckpointStore
 from bulkupdate.clock import Clock
 from bulkupdate.models import Outcome
@@ -36,11 +37,14 @@ class Commits:
         "_failing_since_s",
         "_frontier",
         "_give_up",
+        "_images",
+        "_landed",
         "_limit_wanted",
         "_lock",
         "_on_event",
         "_patience_s",
         "_store",
+        "_taken",
         "dispatch_limit",
         "failing",
     )
@@ -64,6 +68,9 @@ class Commits:
         self._give_up = give_up
         self._patience_s = patience_s
         self._batch: list[Outcome] = []
+        self._images: list[ImageChange] = []  # before-images, recorded with the batch
+        self._taken = 0  # commits begun; each takes the batch and images as they are
+        self._landed = (0, anyio.Event())  # the last commit recorded, and a wake-up for waiters
         self._lock = anyio.Lock()
         self._failed = 0  # in a row
         self._failing_since_s = 0.0
@@ -74,23 +81,54 @@ class Commits:
     def add(self, outcome: Outcome) -> None:
         self._batch.append(outcome)
 
+    def add_images(self, changes: list[ImageChange]) -> None:
+        """Recorded by the next commit, with the outcomes added before it is taken."""
+        self._images.extend(changes)
+
+    async def write_ahead(
+        self, changes: list[ImageChange], retry_s: float, stopped: Callable[[], bool]
+    ) -> bool:
+        """Record `changes` before the row they belong to is sent: wait for a commit that takes
+        them (those waiting together share one). False when the run stops first."""
+        self._images.extend(changes)
+        wanted = self._taken + 1  # the next commit to begin takes them
+        while self._landed[0] < wanted:
+            if stopped():
+                return False
+            if self._lock.locked():  # a commit that began before them: wait for it to end
+                await self._landed[1].wait()
+            elif not await self.try_flush():
+                await self._clock.sleep(retry_s)
+        return True
+
     async def flush(self) -> None:
         """Record the batch; on failure it is kept whole for the next commit, and re-raised."""
         async with self._lock:
             # Taken together, with no await between: every record before the resume point has
             # its outcome in this batch or an earlier one, so a crash never skips a row.
             batch, self._batch = self._batch, []
+            images, self._images = self._images, []
+            self._taken += 1
+            number = self._taken
             point = self._frontier.resume_point()
             limit = self._limit_wanted
             counters = {**self._counters(), DISPATCHED_TO: limit}
             try:
                 with anyio.CancelScope(shield=True):
-                    await self._store.commit(batch, point, counters)
+                    if images:
+                        await self._store.commit(batch, point, counters, images)
+                    else:
+                        await self._store.commit(batch, point, counters)
             except BaseException:
                 # Not recorded: keep the outcomes for the next commit, or the next resume
                 # point would pass rows that no checkpoint holds.
                 self._batch[:0] = batch
+                self._images[:0] = images
                 raise
+            finally:
+                self._landed[1].set()
+                self._landed = (self._landed[0], anyio.Event())
+            self._landed = (number, self._landed[1])
             self.dispatch_limit = max(self.dispatch_limit, limit)
 
     async def try_flush(self) -> bool:

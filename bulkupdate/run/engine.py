@@ -33,6 +33,7 @@ from bulkupdate.run.budget import BudgetWatch
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.chunks import Chunk, Chunks, Skip
 from bulkupdate.run.commits import Commits
+from bulkupdate.run.images import BeforeImages, Pending, Read
 from bulkupdate.run.ordering import CaseLanes, Frontier
 from bulkupdate.run.settings import EngineSettings
 from bulkupdate.run.settle import ResumeHold, SettleHolds
@@ -86,6 +87,7 @@ class Engine:
         rng: random.Random | None = None,
         resume_hold: ResumeHold | None = None,
         totals_before: Mapping[RowStatus, int] | None = None,
+        pending_images: Pending | None = None,
     ) -> None:
         self._settings = settings
         self._api = api
@@ -138,6 +140,20 @@ class Engine:
         self._reading: anyio.CancelScope | None = None  # cancelled by any stop
         self._working: anyio.CancelScope | None = None  # cancelled only by a forced stop
         self._outer: TaskGroup | None = None
+        self._images: BeforeImages | None = None
+        if settings.before_images:
+            self._images = BeforeImages(
+                settings,
+                api=api,
+                clock=clock,
+                commits=self._commits,
+                stats=self.stats,
+                columns=columns,
+                pending=pending_images or {},
+                rng=self._random,
+                on_event=lambda name, data: self._on_event(name, data),
+                later=self._lanes.waiting_behind,
+            )
 
     # -- control -------------------------------------------------------------------------
 
@@ -320,6 +336,10 @@ class Engine:
         if settled is not None:  # it gave up; its last call has surely landed or died now
             self._resolve(settled)
             return _Next.RESOLVED
+        if self._images is not None:
+            step = await self._read_first(row)
+            if step is not None:
+                return step
         outage = self._outage
         while not self._stopping:
             if not self._may_send() or not outage.may_send(self._clock.now_s()):
@@ -342,6 +362,21 @@ class Engine:
 
     def _stopped(self) -> bool:
         return self._stopping
+
+    async def _read_first(self, row: Row) -> _Next | None:
+        """--before-images: read the row's fields first. None when some are left to send."""
+        assert self._images is not None
+        read = await self._images.prepare(row, self._stopped)
+        if read is Read.SEND:
+            return None
+        if read is Read.STOP:
+            return _Next.STOP
+        if isinstance(read, CallError):  # systemic: GetCase refused as UpdateCase would be
+            self._fail(read.code, read.message)
+            self._abort = read
+            return _Next.STOP
+        self._resolve(read)
+        return _Next.RESOLVED
 
     def _may_send(self) -> bool:
         """Whether a call may go now. Not while outcomes cannot be recorded (a new send would
@@ -386,6 +421,8 @@ class Engine:
         stats.record_accept(now_s)
         self.gate.accepted(sent_s)
         self._outage.up(now_s)
+        if self._images is not None:
+            self._images.accepted(row)  # with the outcome, in one commit
         self._resolve(row.outcome(RowStatus.DONE))
         return None
 
@@ -452,6 +489,8 @@ class Engine:
     def _resolve(self, outcome: Outcome) -> None:
         if self._failing_since:
             self._failing_since.pop(outcome.offset, None)
+        if self._images is not None:
+            self._images.forget(outcome.offset)
         self._commits.add(outcome)
         self._frontier.resolve(outcome.offset)
         if outcome.status is RowStatus.FAILED:
@@ -489,6 +528,7 @@ class Engine:
             "pending": self._frontier.pending,
             "in_flight": self._in_flight,
             "rate_per_s": round(self.gate.rate_per_s, 3),
+            **(self._images.progress() if self._images is not None else {}),
             "share_per_s": round(self.gate.share_per_s, 3),
             "pacing": self.gate.regime.value,
             "yielding": int(self.gate.regime is Regime.YIELDING),

@@ -44,6 +44,7 @@ from bulkupdate.run.commits import DISPATCHED_TO
 from bulkupdate.run.dryrun import dry_run
 from bulkupdate.run.engine import Engine, RunEnd, RunResult
 from bulkupdate.run.failures_file import write_failures_file
+from bulkupdate.run.images import pending_images
 from bulkupdate.run.paths import refuse_overwrites, refuse_unwritable
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
@@ -327,6 +328,7 @@ async def _run_engine(
         on_event=progress.event,
         resume_hold=hold,
         totals_before=state.totals,
+        pending_images=await pending_images(store) if config.before_images else None,
     )
     relay.attach(engine)
     # A shard's part of the input is not known without hashing every row: no total.

@@ -47,6 +47,10 @@ class CaseLanes(Generic[Item]):
         del self._lanes[case_id]
         return None
 
+    def waiting_behind(self, case_id: Hashable) -> tuple[Item, ...]:
+        """The case's rows parked behind its row in flight, in input order."""
+        return tuple(self._lanes.get(case_id, ()))
+
     def drain(self) -> list[Item]:
         """Remove and return every parked row (when stopping: they stay pending for next run)."""
         parked = [item for lane in self._lanes.values() for item in lane]

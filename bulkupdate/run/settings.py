@@ -32,3 +32,6 @@ class EngineSettings:
     commit_patience_s: float = 30.0
     failure_budget: FailureBudget | None = None  # failed rows (job-wide) that stop the run
     headroom: float = 0.0  # part of the rate left to others sharing the quota (0.2: 20%)
+    before_images: bool = False  # read each row's fields with GetCase before sending it
+    read_rate_per_s: float = 4.0  # GetCase's ceiling (this shard's part); headroom applies
+    read_burst: int = 10

@@ -300,8 +300,10 @@ class Job:
         rate_per_s, burst = config.rate, config.burst
         # --rate and --burst are the whole job's: shards share them, and with them its share
         # of the quota (each keeps --headroom of its part).
+        read_rate_per_s, read_burst = config.read_rate, config.read_burst
         if config.shard is not None:
             rate_per_s, burst = config.shard.rate_share(rate_per_s, burst)
+            read_rate_per_s, read_burst = config.shard.rate_share(read_rate_per_s, read_burst)
         return EngineSettings(
             concurrency=config.concurrency,
             rate_per_s=rate_per_s,
@@ -315,4 +317,7 @@ class Job:
             outage_timeout_s=config.outage_timeout,
             failure_budget=config.max_failures,
             headroom=config.headroom / 100,
+            before_images=config.before_images,
+            read_rate_per_s=read_rate_per_s,
+            read_burst=read_burst,
         )

@@ -31,6 +31,7 @@ class FakeCasesApi:
         self.fields = list(fields)
         self.cases: dict[str, dict[str, WireValue]] = {case_id: {} for case_id in cases}
         self.applied: list[tuple[str, list[FieldUpdate]]] = []
+        self.reads: list[str] = []  # read_fields calls, by case id
         # Errors to raise on the next update_case calls, in order (None = succeed).
         self.script: list[CallError | None] = []
         # Errors to raise on the next batch_update_case calls, in order (None = answer); ROW
@@ -137,6 +138,10 @@ class FakeCasesApi:
 
     async def list_field_options(self, field_id: str) -> tuple[FieldOption, ...]:
         return next(f.options for f in self.fields if f.field_id == field_id)
+
+    async def read_fields(self, case_id: str, field_ids: Sequence[str]) -> dict[str, WireValue]:
+        self.reads.append(case_id)
+        return await self.get_case(case_id, field_ids)
 
     async def get_case(self, case_id: str, field_ids: Sequence[str]) -> dict[str, WireValue]:
         if case_id not in self.cases:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio.lowlevel
 
+from bulkupdate.checkpoint.images import FieldImage, ImageChange
 from bulkupdate.checkpoint.store import (
     CheckpointError,
     FingerprintMismatchError,
@@ -51,6 +52,7 @@ class MemoryCheckpointStore:
     __slots__ = (
         "_counters",
         "_created_at",
+        "_images",
         "_is_open",
         "_job",
         "_now",
@@ -73,6 +75,7 @@ class MemoryCheckpointStore:
         self._totals: dict[RowStatus, int] = all_totals({})
         self._counters: dict[str, int] = {}
         self._runs: list[RunRecord] = []
+        self._images: dict[tuple[str, str], FieldImage] = {}
         self._created_at = self._updated_at = now()
         self.outage: Outage | None = None  # set by a test: every commit fails until cleared
 
@@ -92,6 +95,7 @@ class MemoryCheckpointStore:
             self._totals = all_totals({})
             self._counters = {}
             self._runs = []
+            self._images = {}
             self._created_at = self._updated_at = self._now()
         self._runs = [
             replace(run, state=RunState.CRASHED) if run.state is RunState.RUNNING else run
@@ -109,7 +113,11 @@ class MemoryCheckpointStore:
         )
 
     async def commit(
-        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+        self,
+        outcomes: Sequence[Outcome],
+        resume_point: ResumePoint,
+        counters: Mapping[str, int],
+        images: Sequence[ImageChange] = (),
     ) -> None:
         await anyio.lowlevel.checkpoint()
         self._check_running()
@@ -127,6 +135,10 @@ class MemoryCheckpointStore:
         }
         self._resume_point = resume_point
         self._counters.update(counters)
+        for change in images:
+            key = (change.case_id, change.field_id)
+            image = self._images.get(key)
+            self._images[key] = image.merged(change) if image else FieldImage.first(change)
         self._updated_at = self._now()
         if self.outage is Outage.UNANSWERED:
             raise CheckpointError("memory", self.outage.value)
@@ -157,6 +169,13 @@ class MemoryCheckpointStore:
             updated_at=self._updated_at,
             resolved_offsets=frozenset(o for o in self._outcomes if o >= self._resume_point.offset),
         )
+
+    async def images(self) -> AsyncIterator[FieldImage]:
+        await anyio.lowlevel.checkpoint()
+        if self._job is None:
+            raise CheckpointError("memory", "holds no job yet")
+        for key in sorted(self._images):
+            yield self._images[key]
 
     async def finish_run(self, end_state: str, summary: Mapping[str, Any]) -> None:
         await anyio.lowlevel.checkpoint()

@@ -265,3 +265,31 @@ async def test_admin_answers_malformed_input_with_400_json(
     async with admin.request(method, path, json=body) as response:
         assert response.status == 400
         assert response.content_type == "application/json"
+
+
+async def test_an_agents_edit_changes_the_case_without_counting_as_an_update(
+    client: Any, admin: aiohttp.ClientSession
+) -> None:
+    await update(client, CASE, HIGH)
+    low = [{"id": "priority", "value": {"stringValue": "low"}}]
+
+    assert await post_json(admin, f"/_emulator/cases/{DOMAIN}/{CASE}", {"fields": low}) == {
+        "ok": True
+    }
+
+    read = await client.get_case(domainId=DOMAIN, caseId=CASE, fields=[{"id": "priority"}])
+    assert read["fields"] == low
+    updates = (await get_json(admin, "/_emulator/updates"))["updates"]
+    assert [u["fields"] for u in updates] == [HIGH]  # the job's update only
+    counters = await get_json(admin, "/_emulator/counters")
+    assert counters["operations"]["UpdateCase"] == {"ok": 1}
+    assert counters["operations"]["GetCase"] == {"ok": 1}
+
+
+async def test_an_agents_edit_is_checked_as_an_update_is(admin: aiohttp.ClientSession) -> None:
+    bad = [{"id": "priority", "value": {"stringValue": "nope"}}]
+    async with admin.post(f"/_emulator/cases/{DOMAIN}/{CASE}", json={"fields": bad}) as response:
+        assert response.status == 400
+        assert (await response.json())["code"] == "ValidationException"
+    async with admin.post(f"/_emulator/cases/{DOMAIN}/no-such-case", json={"fields": HIGH}) as r:
+        assert r.status == 404

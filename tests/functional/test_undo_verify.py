@@ -1,0 +1,172 @@
+"""`bulkupdate verify` and `bulkupdate undo` as real subprocesses after a `--before-images` job on
+the emulator: drift reported, originals restored except what an agent changed since, --force,
+a killed undo resumed, --dry-run, and a job checkpointed in DynamoDB (moto server)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK
+from tests.functional.runner import run_cli
+from tests.functional.test_run_resume import Job, child, emulator, make_rows, run, wait_until
+from tests.motoserver import use_moto
+
+FAST = ("--rate", "500", "--burst", "50", "--read-rate", "1000", "--read-burst", "100")
+QUICK = ("--read-rate", "1000", "--read-burst", "100")
+EMPTY = {"emptyValue": {}}
+QUICK_SETTLE = {"BULKUPDATE_CALL_TIMEOUT": "2", "BULKUPDATE_SETTLE_PERIOD": "2.5"}
+
+
+def values(emu: Any) -> dict[str, Any]:
+    return {
+        c: case.values.get("order_total", EMPTY)
+        for c, case in emu.service.domains["demo"].cases.items()
+    }
+
+
+async def agent_edit(emu: Any, case_id: str, total: float) -> None:
+    fields = [{"id": "order_total", "value": {"doubleValue": total}}]
+    async with aiohttp.ClientSession() as session:
+        url = f"{emu.url}/_emulator/cases/demo/{case_id}"
+        async with session.post(url, json={"fields": fields}) as response:
+            assert response.status == 200, await response.text()
+
+
+def connection(job: Job, *more: str) -> list[str]:
+    return ["--domain-id", "demo", "--endpoint-url", job.url, *QUICK, *more]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+async def test_verify_and_undo_after_a_job_with_repeated_cases_and_an_agents_edit(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(40, 10, seed=3)  # every case has several rows
+    async with emulator(10) as emu:
+        emu.service.domains["demo"].cases["case-0000001"].values["order_total"] = {
+            "doubleValue": 1.0
+        }
+        originals = values(emu)
+        job = Job(tmp_path, emu.url, rows)
+        done = await run(job, *FAST, "--before-images")
+        assert done.returncode == EXIT_OK, done.stderr
+        checkpoint = ["--checkpoint", str(job.checkpoint)]
+        clean = await run_cli("verify", *checkpoint, *connection(job))
+        assert clean.returncode == EXIT_OK, clean.stderr
+
+        await agent_edit(emu, "case-0000002", 42.0)  # a person changes a case after the job
+        drift = await run_cli("verify", *checkpoint, *connection(job))
+
+        assert drift.returncode == EXIT_FAILED_ROWS, drift.stderr
+        (report,) = read_csv(tmp_path / "orders.verify.csv")
+        assert (report["case_id"], report["current"], report["note"]) == (
+            "case-0000002",
+            "42",
+            "changed_since_job",
+        )
+        updates_before = len(emu.service.updates)
+
+        dry = await run_cli("undo", *checkpoint, *connection(job, "--dry-run"))
+        assert dry.returncode == EXIT_OK, dry.stderr
+        assert len(emu.service.updates) == updates_before  # the dry run sent nothing
+        plan_text = (tmp_path / "orders.undo.dry-run.jsonl").read_text(encoding="utf-8")
+        plan = [json.loads(line) for line in plan_text.splitlines()]
+        by_case = {p["caseId"]: p["fields"][0] for p in plan}
+        assert by_case["case-0000002"]["action"] == "changed_since_job"
+        assert by_case["case-0000002"]["current"] == {"doubleValue": 42.0}
+        assert by_case["case-0000001"]["old"] == {"doubleValue": 1.0}
+        assert len(plan) == 10
+
+        undone = await run_cli("undo", *checkpoint, *connection(job))
+
+        assert undone.returncode == EXIT_FAILED_ROWS, undone.stderr  # a field was left alone
+        now = values(emu)
+        assert now["case-0000002"] == {"doubleValue": 42.0}
+        assert {c: v for c, v in now.items() if c != "case-0000002"} == {
+            c: v for c, v in originals.items() if c != "case-0000002"
+        }
+        (left,) = read_csv(tmp_path / "orders.undo.changed.csv")
+        assert (left["case_id"], left["current"]) == ("case-0000002", "42")
+        again = await run_cli("undo", *checkpoint, *connection(job))  # resumes: nothing to send
+        assert len(emu.service.updates) == updates_before + 9
+        assert again.returncode == EXIT_FAILED_ROWS
+
+        # --force: a new undo (its plan removed) restores the agent's field too.
+        for leftover in tmp_path.glob("orders.undo.*"):
+            leftover.unlink()
+        forced = await run_cli("undo", *checkpoint, *connection(job, "--force"))
+        assert forced.returncode == EXIT_OK, forced.stderr
+        assert values(emu) == originals
+
+
+async def test_an_undo_killed_while_restoring_resumes_and_restores_everything(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(200, 120, seed=4)
+    async with emulator(120) as emu:
+        originals = values(emu)
+        job = Job(tmp_path, emu.url, rows, env=QUICK_SETTLE)
+        done = await run(job, *FAST, "--before-images")
+        assert done.returncode == EXIT_OK, done.stderr
+        argv = [*job.argv()[:3], "undo", "--checkpoint", str(job.checkpoint)]
+        argv += [*connection(job), "--rate", "150", "--burst", "5"]
+        start = len(emu.service.updates)
+        async with child(argv, job.environment(), tmp_path) as process:
+            await wait_until(
+                lambda: len(emu.service.updates) > start + 20 or not process.running,
+                "the undo to restore some cases",
+            )
+            process.send(signal.SIGKILL)
+            await process.wait()
+        await asyncio.sleep(0.1)
+        resumed = await run_cli(*argv[3:], env=QUICK_SETTLE)
+
+        assert resumed.returncode == EXIT_OK, resumed.stderr
+        assert values(emu) == originals
+
+
+@pytest.fixture
+def dynamodb(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    use_moto(monkeypatch, moto_url)
+    return moto_url
+
+
+async def test_undo_and_verify_read_every_shard_of_a_job_checkpointed_in_dynamodb(
+    tmp_path: Path, dynamodb: str
+) -> None:
+    table = f"dynamodb://undo-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
+    rows = make_rows(30, 12, seed=6)
+    async with emulator(12) as emu:
+        originals = values(emu)
+        job = Job(tmp_path, emu.url, rows, env=env)
+        job.checkpoint = table  # type: ignore[assignment]
+        for shard in ("0/2", "1/2"):
+            done = await run(job, *FAST, "--before-images", "--shard", shard)
+            assert done.returncode == EXIT_OK, done.stderr
+        flags = ["--checkpoint", table, "--job", "orders", *connection(job)]
+        await agent_edit(emu, "case-0000003", 7.0)
+        drift = await run_cli("verify", *flags, "--report", str(tmp_path / "drift.jsonl"), env=env)
+        assert drift.returncode == EXIT_FAILED_ROWS, drift.stderr
+        (line,) = (tmp_path / "drift.jsonl").read_text().splitlines()
+        assert json.loads(line)["current"] == {"doubleValue": 7.0}
+
+        undone = await run_cli("undo", *flags, "--state-dir", str(tmp_path), env=env)
+
+        assert undone.returncode == EXIT_FAILED_ROWS, undone.stderr
+        now = values(emu)
+        assert now.pop("case-0000003") == {"doubleValue": 7.0}
+        assert now == {c: v for c, v in originals.items() if c != "case-0000003"}
