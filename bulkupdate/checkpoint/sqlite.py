@@ -34,6 +34,7 @@ from bulkupdate.checkpoint.store import (
     FingerprintMismatchError,
     JobIdentity,
     JobStatus,
+    RecordedGroup,
     ResumeState,
     RunRecord,
     RunState,
@@ -74,6 +75,12 @@ SCHEMA = (
     """CREATE TABLE runs (
         number INTEGER PRIMARY KEY, state TEXT NOT NULL, pid INTEGER NOT NULL,
         started_at TEXT NOT NULL, ended_at TEXT, summary TEXT)""",
+)
+# BatchUpdateCase calls recorded before they are sent (RecordedGroup as JSON), by recording
+# order. Created when a run opens a checkpoint made before it existed: same schema version.
+_GROUPS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS batch_groups (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "token TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
 )
 _OUTCOME_COLUMNS = "byte_offset, line, case_id, status, error_code, error_message, raw, attempts"
 _INSERT_OUTCOME = f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
@@ -161,10 +168,27 @@ class SqliteCheckpointStore:
             raise
 
     async def commit(
-        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+        self,
+        outcomes: Sequence[Outcome],
+        resume_point: ResumePoint,
+        counters: Mapping[str, int],
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
         self._check_running()
-        await self._call(partial(self._commit_sync, list(outcomes), resume_point, dict(counters)))
+        work = partial(
+            self._commit_sync, list(outcomes), resume_point, dict(counters), list(groups_done)
+        )
+        await self._call(work)
+
+    async def record_group(self, group: RecordedGroup) -> None:
+        self._check_running()
+        body = json.dumps(group.to_json(), separators=(",", ":"))
+        await self._call(partial(self._record_group_sync, group.token, body))
+
+    async def recorded_groups(self) -> list[RecordedGroup]:
+        self._check_running()
+        return await self._call(self._recorded_groups_sync)
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         after_offset = -1
@@ -293,8 +317,9 @@ class SqliteCheckpointStore:
                 raise self._no_job_error()
             if stored is not None and stored[0] != job and not restart:
                 raise FingerprintMismatchError(str(self._path), stored[0], job)
+            conn.execute(_GROUPS_TABLE)
             if stored is None or restart:
-                for table in ("job", "outcomes", "totals", "counters", "runs"):
+                for table in ("job", "outcomes", "totals", "counters", "runs", "batch_groups"):
                     conn.execute(f"DELETE FROM {table}")
                 conn.execute(
                     "INSERT INTO job VALUES (1, ?, ?, ?, ?, 0, 1, ?, ?)",
@@ -327,7 +352,11 @@ class SqliteCheckpointStore:
         return state
 
     def _commit_sync(
-        self, outcomes: list[Outcome], resume_point: ResumePoint, counters: dict[str, int]
+        self,
+        outcomes: list[Outcome],
+        resume_point: ResumePoint,
+        counters: dict[str, int],
+        groups_done: list[str],
     ) -> None:
         # Checked here, under the lock, so concurrent commits cannot both pass a stale check.
         floor_offset = self._resume_point.offset
@@ -348,7 +377,20 @@ class SqliteCheckpointStore:
                 (resume_point.offset, resume_point.line, self._now().isoformat()),
             )
             conn.executemany(_SET_COUNTER, counters.items())
+            conn.executemany(
+                "DELETE FROM batch_groups WHERE token = ?", [(t,) for t in groups_done]
+            )
         self._resume_point = resume_point
+
+    def _record_group_sync(self, token: str, body: str) -> None:
+        conn = self._connect(create=False)
+        with _transaction(conn):
+            conn.execute("INSERT INTO batch_groups (token, body) VALUES (?, ?)", (token, body))
+
+    def _recorded_groups_sync(self) -> list[RecordedGroup]:
+        conn = self._connect(create=False)
+        rows = conn.execute("SELECT body FROM batch_groups ORDER BY seq").fetchall()
+        return [RecordedGroup.from_json(json.loads(body)) for (body,) in rows]
 
     def _failed_page(self, after_offset: int) -> list[Outcome]:
         conn = self._connect(create=False)

@@ -36,6 +36,7 @@ class Commits:
         "_failing_since_s",
         "_frontier",
         "_give_up",
+        "_groups_done",
         "_limit_wanted",
         "_lock",
         "_on_event",
@@ -64,6 +65,7 @@ class Commits:
         self._give_up = give_up
         self._patience_s = patience_s
         self._batch: list[Outcome] = []
+        self._groups_done: list[str] = []  # recorded groups to forget with the next commit
         self._lock = anyio.Lock()
         self._failed = 0  # in a row
         self._failing_since_s = 0.0
@@ -74,22 +76,29 @@ class Commits:
     def add(self, outcome: Outcome) -> None:
         self._batch.append(outcome)
 
+    def group_done(self, token: str) -> None:
+        """A recorded BatchUpdateCase call is answered and its rows' outcomes added: forget it
+        in the commit that records them."""
+        self._groups_done.append(token)
+
     async def flush(self) -> None:
         """Record the batch; on failure it is kept whole for the next commit, and re-raised."""
         async with self._lock:
             # Taken together, with no await between: every record before the resume point has
             # its outcome in this batch or an earlier one, so a crash never skips a row.
             batch, self._batch = self._batch, []
+            groups_done, self._groups_done = self._groups_done, []
             point = self._frontier.resume_point()
             limit = self._limit_wanted
             counters = {**self._counters(), DISPATCHED_TO: limit}
             try:
                 with anyio.CancelScope(shield=True):
-                    await self._store.commit(batch, point, counters)
+                    await self._store.commit(batch, point, counters, groups_done=groups_done)
             except BaseException:
                 # Not recorded: keep the outcomes for the next commit, or the next resume
                 # point would pass rows that no checkpoint holds.
                 self._batch[:0] = batch
+                self._groups_done[:0] = groups_done
                 raise
             self.dispatch_limit = max(self.dispatch_limit, limit)
 

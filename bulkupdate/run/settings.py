@@ -32,3 +32,14 @@ class EngineSettings:
     commit_patience_s: float = 30.0
     failure_budget: FailureBudget | None = None  # failed rows (job-wide) that stop the run
     headroom: float = 0.0  # part of the rate left to others sharing the quota (0.2: 20%)
+    # BatchUpdateCase: None sends every row as UpdateCase; else its own pacing and group size.
+    batch: BatchSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """How rows with the same patch go together (`--batch auto`)."""
+
+    size: int = 100  # cases per BatchUpdateCase call
+    rate_per_s: float = 2.0  # BatchUpdateCase's ceiling, or this shard's part of it
+    burst: int = 2

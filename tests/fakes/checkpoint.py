@@ -21,6 +21,7 @@ from bulkupdate.checkpoint.store import (
     FingerprintMismatchError,
     JobIdentity,
     JobStatus,
+    RecordedGroup,
     ResumeState,
     RunRecord,
     RunState,
@@ -51,6 +52,7 @@ class MemoryCheckpointStore:
     __slots__ = (
         "_counters",
         "_created_at",
+        "_groups",
         "_is_open",
         "_job",
         "_now",
@@ -72,6 +74,7 @@ class MemoryCheckpointStore:
         ] = {}  # failed rows, and done rows at/after the resume point
         self._totals: dict[RowStatus, int] = all_totals({})
         self._counters: dict[str, int] = {}
+        self._groups: dict[str, RecordedGroup] = {}  # by token, in recording order
         self._runs: list[RunRecord] = []
         self._created_at = self._updated_at = now()
         self.outage: Outage | None = None  # set by a test: every commit fails until cleared
@@ -91,6 +94,7 @@ class MemoryCheckpointStore:
             self._outcomes = {}
             self._totals = all_totals({})
             self._counters = {}
+            self._groups = {}
             self._runs = []
             self._created_at = self._updated_at = self._now()
         self._runs = [
@@ -109,7 +113,12 @@ class MemoryCheckpointStore:
         )
 
     async def commit(
-        self, outcomes: Sequence[Outcome], resume_point: ResumePoint, counters: Mapping[str, int]
+        self,
+        outcomes: Sequence[Outcome],
+        resume_point: ResumePoint,
+        counters: Mapping[str, int],
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
         await anyio.lowlevel.checkpoint()
         self._check_running()
@@ -127,9 +136,24 @@ class MemoryCheckpointStore:
         }
         self._resume_point = resume_point
         self._counters.update(counters)
+        for token in groups_done:
+            self._groups.pop(token, None)
         self._updated_at = self._now()
         if self.outage is Outage.UNANSWERED:
             raise CheckpointError("memory", self.outage.value)
+
+    async def record_group(self, group: RecordedGroup) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        if self.outage is Outage.UNSENT:
+            raise CheckpointError("memory", self.outage.value)
+        self._groups[group.token] = RecordedGroup.from_json(json.loads(json.dumps(group.to_json())))
+        if self.outage is Outage.UNANSWERED:
+            raise CheckpointError("memory", self.outage.value)
+
+    async def recorded_groups(self) -> list[RecordedGroup]:
+        await anyio.lowlevel.checkpoint()
+        return list(self._groups.values())
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         await anyio.lowlevel.checkpoint()
