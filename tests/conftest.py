@@ -11,6 +11,7 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.config import Config
 
+from bulkupdate.aws.model import add_extras
 from bulkupdate.emulator import EmulatorConfig, no_quotas, running_emulator
 from bulkupdate.emulator.config import DEFAULT_CREDENTIALS
 from bulkupdate.emulator.server import Emulator
@@ -32,7 +33,8 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[Any]]
 
 @pytest.fixture
 def make_client() -> ClientFactory:
-    """make_client(url, **config) -> async context manager of a connectcases client."""
+    """make_client(url, **config) -> async context manager of a connectcases client (knowing
+    BatchUpdateCase, through the shipped model extras when botocore lacks it)."""
 
     def factory(
         url: str,
@@ -41,7 +43,9 @@ def make_client() -> ClientFactory:
         access_key: str = ACCESS_KEY_ID,
         **config: Any,
     ) -> AbstractAsyncContextManager[Any]:
-        return get_session().create_client(
+        session = get_session()
+        add_extras(session.get_component("data_loader"))
+        return session.create_client(
             "connectcases",
             region_name=REGION,
             endpoint_url=url,
@@ -51,6 +55,15 @@ def make_client() -> ClientFactory:
         )
 
     return factory
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator's credentials in the environment, no profile, botocore's own data path."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from bulkupdate.emulator.records import (
     Union,
     check_value,
 )
+from bulkupdate.emulator.tokens import ClientTokens
 from bulkupdate.emulator.updatelog import UpdateLog
 
 __all__ = ["MAX_DOMAINS", "MAX_FIELDS_PER_DOMAIN", "CasesAccount"]
@@ -54,7 +55,8 @@ class CasesAccount:
         self.region = region
         self.account_id = account_id
         self.domains: dict[str, DomainRecord] = {}
-        self.updates = UpdateLog()  # every applied UpdateCase, in apply order
+        self.updates = UpdateLog()  # every case update applied, in apply order
+        self.batch_tokens = ClientTokens()  # BatchUpdateCase's clientTokens, account-wide
 
     # -- building blocks (also used for seeding) --------------------------------------------
 
@@ -143,7 +145,7 @@ class CasesAccount:
             raise ResourceNotFoundError("Template", template_id)
         if template.status != "Active":
             raise ValidationError(f"Template {template_id} is not active.")
-        checked = self._checked_values(domain, values, template)
+        checked = self.checked_values(domain, values, template)
         given = {field_id for field_id, value in checked.items() if "emptyValue" not in value}
         missing = [f for f in template.required_fields if f not in given]
         if missing:
@@ -170,9 +172,11 @@ class CasesAccount:
             raise ValidationError(f"Field {field_id} does not exist in domain {domain.domain_id}.")
         return record
 
-    def _checked_values(
+    def checked_values(
         self, domain: DomainRecord, values: list[dict[str, Any]], template: TemplateRecord | None
     ) -> dict[str, Union]:
+        """`values` ({"id", "value"} items) checked for one case of `template`, by field id;
+        ValidationError on the first problem."""
         checked: dict[str, Union] = {}
         for index, item in enumerate(values, start=1):
             field_id, value = item["id"], item["value"]
@@ -190,6 +194,26 @@ class CasesAccount:
                 )
             checked[field_id] = value
         return checked
+
+    def apply_update(
+        self,
+        domain: DomainRecord,
+        case: CaseRecord,
+        checked: dict[str, Union],
+        fields: list[dict[str, Any]],
+        performed_by: dict[str, Any] | None,
+        client_token: str | None = None,
+    ) -> None:
+        """Apply checked values to one case and log it (`client_token`: from a batch call)."""
+        for field_id, value in checked.items():
+            if "emptyValue" in value:
+                case.values.pop(field_id, None)
+            else:
+                case.values[field_id] = value
+        case.updated_s = self.wall_s()
+        self.updates.append(
+            domain.domain_id, case.case_id, fields, performed_by, case.updated_s, client_token
+        )
 
     def case_value(self, case: CaseRecord, field_id: str) -> Union | None:
         attribute = SYSTEM_DATETIME_FIELDS.get(field_id)

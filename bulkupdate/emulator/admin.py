@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from bulkupdate.emulator.batch import BatchCounters
 from bulkupdate.emulator.config import parse_quota
 from bulkupdate.emulator.faults import FaultConfig
 from bulkupdate.emulator.quotas import Quota
@@ -32,6 +33,9 @@ class RunningEmulator(Protocol):
 
     @property
     def counters(self) -> Mapping[str, Counter[str]]: ...
+
+    @property
+    def batch_counters(self) -> BatchCounters: ...
 
     @property
     def first_accept_s(self) -> float | None: ...
@@ -55,6 +59,7 @@ def counters(emulator: RunningEmulator) -> dict[str, Any]:
     return {
         "operations": {op: dict(outcomes) for op, outcomes in sorted(emulator.counters.items())},
         "update_case": {"accepted": accepted, "first_to_last_accept_s": span_s},
+        "batch_update_case": emulator.batch_counters.as_dict(),
     }
 
 
@@ -95,7 +100,8 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
         return web.json_response({"ok": True})
 
     async def configure(request: web.Request) -> web.Response:
-        """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields}}."""
+        """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields},
+        "token_window_s": S}."""
         # Parse everything first: a refused change must change nothing.
         try:
             change = await request.json()
@@ -108,15 +114,21 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
             faults = None
             if "faults" in change:
                 options = dict(change["faults"])
-                if "operations" in options:
-                    options["operations"] = frozenset(options["operations"])
+                for name in ("operations", "fault_case_ids"):
+                    if name in options:
+                        options[name] = frozenset(options[name])
                 faults = dataclasses.replace(FaultConfig(), **options)
+            window_s = change.get("token_window_s")
+            if window_s is not None and not (isinstance(window_s, int | float) and window_s >= 0):
+                raise ValueError("token_window_s must be a number of seconds, at least 0")
         except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"message": str(error)}, status=400)
         for operation, quota in quotas:
             emulator.set_quota(operation, quota)
         if faults is not None:
             emulator.set_faults(faults)
+        if window_s is not None:
+            emulator.service.batch_tokens.window_s = float(window_s)
         return web.json_response({"ok": True})
 
     app.router.add_get(f"{PREFIX}/health", health)

@@ -24,6 +24,7 @@ from bulkupdate.emulator.faults import FaultConfig
 from bulkupdate.emulator.quotas import DEFAULT_QUOTAS
 from bulkupdate.emulator.records import DateTimeEncoding
 from bulkupdate.emulator.server import running_emulator
+from bulkupdate.emulator.tokens import DEFAULT_TOKEN_WINDOW_S
 
 
 def _checked(parse: Any) -> Any:
@@ -46,17 +47,23 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=4566, help="0 picks a free port")
-    quotas = parser.add_argument_group("quotas (default: AWS's, e.g. UpdateCase 2/s burst 2)")
+    quotas = parser.add_argument_group(
+        "quotas (default: AWS's, e.g. UpdateCase 2/s burst 2; BatchUpdateCase 2/s burst 2, "
+        "assumed: AWS does not publish it)"
+    )
     quotas.add_argument(
         "--quota",
         action="append",
         default=[],
         type=_checked(parse_quota),
         metavar="OP=RATE[/BURST]|OP=none",
-        help="override one operation's quota, e.g. UpdateCase=50/50; repeatable",
+        help="override one operation's quota, e.g. UpdateCase=50/50 or BatchUpdateCase=5/10; "
+        "repeatable",
     )
     quotas.add_argument("--no-quotas", action="store_true", help="no limit on any operation")
-    faults = parser.add_argument_group("faults on demand (UpdateCase unless --fault-operation)")
+    faults = parser.add_argument_group(
+        "faults on demand (UpdateCase and BatchUpdateCase unless --fault-operation)"
+    )
     faults.add_argument("--error-rate", type=float, default=0.0, help="P(500 InternalServer)")
     faults.add_argument("--retry-after", type=int, default=1, metavar="S", help="on 500s")
     faults.add_argument(
@@ -92,7 +99,26 @@ def add_parser(commands: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="UpdateCase answers AccessDeniedException after N calls (permission revoked)",
+        help="the writes answer AccessDeniedException after N calls (permission revoked)",
+    )
+    for flag, code in (
+        ("--case-throttle-rate", "THROTTLED"),
+        ("--case-conflict-rate", "CONFLICT"),
+        ("--case-error-rate", "INTERNAL_ERROR"),
+    ):
+        faults.add_argument(
+            flag,
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"P(a case of a BatchUpdateCase call fails with {code}, the others apply)",
+        )
+    faults.add_argument(
+        "--fault-case",
+        action="append",
+        default=[],
+        metavar="CASE_ID",
+        help="only these cases meet the per-case faults (default: any); repeatable",
     )
     faults.add_argument(
         "--fault-calls",
@@ -123,6 +149,15 @@ def add_parser(commands: Any) -> None:
         help="create the demo domain 'demo' with a field of every type and N cases",
     )
     data.add_argument("--state-file", type=Path, help="persist state here across restarts")
+    data.add_argument(
+        "--token-window",
+        type=float,
+        default=DEFAULT_TOKEN_WINDOW_S,
+        metavar="S",
+        help="how long BatchUpdateCase remembers a clientToken: the same token and request "
+        "answer the first response again, nothing applied (default 28800 = 8 h; AWS does not "
+        "publish its window)",
+    )
     auth = parser.add_argument_group("authentication")
     auth.add_argument(
         "--verify-signatures",
@@ -143,6 +178,8 @@ def add_parser(commands: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    if args.token_window < 0:
+        raise ValueError("--token-window must be at least 0 seconds")
     quotas = no_quotas() if args.no_quotas else dict(EmulatorConfig().quotas)
     quotas.update(dict(args.quota))
     faults = FaultConfig(
@@ -159,6 +196,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         latency_median_ms=args.latency_ms,
         latency_p99_ms=args.latency_p99_ms,
         access_denied_after_calls=args.deny_updates_after,
+        case_throttle_probability=args.case_throttle_rate,
+        case_conflict_probability=args.case_conflict_rate,
+        case_internal_error_probability=args.case_error_rate,
+        fault_case_ids=frozenset(args.fault_case),
     )
     if args.fault_operation:
         faults = replace(faults, operations=frozenset(args.fault_operation))
@@ -173,6 +214,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         seed_path=args.seed,
         demo_cases=args.demo_cases,
         state_path=args.state_file,
+        token_window_s=args.token_window,
     )
     if args.credentials:
         config = replace(config, credentials=dict(args.credentials))

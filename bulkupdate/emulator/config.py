@@ -13,6 +13,7 @@ from pathlib import Path
 from bulkupdate.emulator.faults import FaultConfig
 from bulkupdate.emulator.quotas import DEFAULT_QUOTAS, Quota
 from bulkupdate.emulator.records import DateTimeEncoding
+from bulkupdate.emulator.tokens import DEFAULT_TOKEN_WINDOW_S
 
 # Access key and secret the emulator accepts by default when it verifies signatures.
 DEFAULT_CREDENTIALS = {"AKIDEMULATOR": "emulator-secret"}
@@ -34,6 +35,8 @@ class EmulatorConfig:
     demo_cases: int = 0  # > 0 seeds the demo domain with this many cases
     state_path: Path | None = None  # persist state here across restarts
     snapshot_interval_s: float = 10.0
+    # How long BatchUpdateCase remembers a clientToken (AWS does not publish its window).
+    token_window_s: float = DEFAULT_TOKEN_WINDOW_S
 
 
 def no_quotas() -> dict[str, Quota | None]:

@@ -1,4 +1,5 @@
-"""Faults on demand: which injected failure (if any) a request meets, and how long it takes.
+"""Faults on demand: which injected failure (if any) a request meets, how long it takes, and
+which per-case errorCode (if any) each case of a BatchUpdateCase call meets.
 
 Pure: decisions come from an injected random generator; the server does the sleeping.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -19,6 +20,10 @@ class Fault(Enum):
     DROP_BEFORE_APPLY = "drop_before_apply"  # connection closed, request not applied
     DROP_AFTER_APPLY = "drop_after_apply"  # applied, then the connection closed: no reply
     CUT_SHORT = "cut_short"  # applied; the reply stops short of its Content-Length, then closes
+
+
+# The writes: what faults apply to unless `operations` says otherwise.
+WRITE_OPERATIONS = frozenset({"UpdateCase", "BatchUpdateCase"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +44,20 @@ class FaultConfig:
     # Service time: a log-normal fitted to a median and a 99th percentile (0 = instant).
     latency_median_ms: float = 0.0
     latency_p99_ms: float = 0.0
-    # UpdateCase answers AccessDeniedException once this many UpdateCase calls were received.
+    # The writes answer AccessDeniedException once this many write calls were received (the
+    # same IAM action, cases:UpdateCase, covers UpdateCase and BatchUpdateCase).
     access_denied_after_calls: int | None = None
-    # Only the first N calls to the affected operations meet errors, drops and cut replies (each
-    # by its probability); later ones get none. None: every call may.
+    # Per case of a BatchUpdateCase call: the errorCode THROTTLED, CONFLICT or INTERNAL_ERROR in
+    # failedCases instead of applying that case (each by its probability, at most one).
+    case_throttle_probability: float = 0.0
+    case_conflict_probability: float = 0.0
+    case_internal_error_probability: float = 0.0
+    # Only these case ids meet per-case faults; empty: any case.
+    fault_case_ids: frozenset[str] = frozenset()
+    # Only the first N calls to the affected operations meet errors, drops, cut replies and
+    # per-case faults (each by its probability); later ones get none. None: every call may.
     fault_calls: int | None = None
-    operations: frozenset[str] = field(default_factory=lambda: frozenset({"UpdateCase"}))
+    operations: frozenset[str] = WRITE_OPERATIONS
 
     def __post_init__(self) -> None:
         exclusive = (
@@ -53,10 +66,13 @@ class FaultConfig:
             self.drop_after_apply_probability,
             self.cut_short_probability,
         )
-        if not all(0.0 <= p <= 1.0 for p in (*exclusive, self.slow_probability)):
+        per_case = self._per_case()
+        if not all(0.0 <= p <= 1.0 for p in (*exclusive, *per_case, self.slow_probability)):
             raise ValueError("fault probabilities must be between 0 and 1")
         if sum(exclusive) > 1.0:
             raise ValueError("error and drop probabilities must add up to at most 1")
+        if sum(per_case) > 1.0:
+            raise ValueError("per-case fault probabilities must add up to at most 1")
         if self.latency_p99_ms and self.latency_p99_ms < self.latency_median_ms:
             raise ValueError("latency_p99_ms must be at least latency_median_ms")
         if not (self.error_code and 400 <= self.error_status <= 599):
@@ -64,7 +80,15 @@ class FaultConfig:
         if self.fault_calls is not None and self.fault_calls < 0:
             raise ValueError("fault_calls must be at least 0")
 
+    def _per_case(self) -> tuple[float, float, float]:
+        return (
+            self.case_throttle_probability,
+            self.case_conflict_probability,
+            self.case_internal_error_probability,
+        )
 
+
+_CASE_CODES = ("THROTTLED", "CONFLICT", "INTERNAL_ERROR")  # in the order of _per_case
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
@@ -81,10 +105,15 @@ class FaultInjector:
     def affects(self, operation: str) -> bool:
         return operation in self.config.operations
 
+    def _spent(self) -> bool:
+        """Whether the calls that may meet faults (fault_calls) are used up."""
+        limit = self.config.fault_calls
+        return limit is not None and self._calls > limit
+
     def choose(self) -> Fault:
         config, draw = self.config, self._random.random()
         self._calls += 1
-        if config.fault_calls is not None and self._calls > config.fault_calls:
+        if self._spent():
             return Fault.NONE
         for fault, probability in (
             (Fault.INTERNAL_ERROR, config.internal_error_probability),
@@ -96,6 +125,22 @@ class FaultInjector:
                 return fault
             draw -= probability
         return Fault.NONE
+
+    def case_fault(self, case_id: str) -> str | None:
+        """The errorCode one case of the current BatchUpdateCase call meets, or None (apply it).
+        Called after `choose` for that call, once per listed case."""
+        config = self.config
+        if self._spent() or (config.fault_case_ids and case_id not in config.fault_case_ids):
+            return None
+        probabilities = config._per_case()
+        if not any(probabilities):
+            return None
+        draw = self._random.random()
+        for code, probability in zip(_CASE_CODES, probabilities, strict=True):
+            if draw < probability:
+                return code
+            draw -= probability
+        return None
 
     def delay_s(self) -> float:
         """Service time of one request: the latency draw plus, sometimes, a slow response."""

@@ -29,6 +29,7 @@ def snapshot(service: CasesService) -> dict[str, Any]:
         "format": FORMAT_VERSION,
         "domains": [dataclasses.asdict(domain) for domain in service.domains.values()],
         "updates": list(service.updates),
+        "batch_tokens": service.batch_tokens.dump(),
     }
 
 
@@ -54,6 +55,7 @@ def restore(service: CasesService, document: dict[str, Any]) -> None:
         service.domains[domain.domain_id] = domain
     service.updates.clear()
     service.updates.extend(document["updates"])
+    service.batch_tokens.load(document.get("batch_tokens", ()))  # absent before BatchUpdateCase
 
 
 def save(service: CasesService, path: Path) -> None:

@@ -24,6 +24,8 @@ class Quota:
 # AWS's defaults ("Connect Customer Cases API throttling quotas", see CONNECT-CASES-FACTS §1.1).
 DEFAULT_QUOTAS: Mapping[str, Quota] = {
     "UpdateCase": Quota(2, 2),
+    # Not published where we can read it (FACTS §7.2): assumed as UpdateCase's until known.
+    "BatchUpdateCase": Quota(2, 2),
     "CreateCase": Quota(2, 10),
     "SearchCases": Quota(2, 10),
     "ListTemplates": Quota(2, 10),

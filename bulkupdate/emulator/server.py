@@ -23,6 +23,7 @@ from multidict import MultiMapping
 
 from bulkupdate.aws.model import service_model
 from bulkupdate.emulator import admin, persist, seed
+from bulkupdate.emulator.batch import BatchCounters, batch_update_case, no_case_fault
 from bulkupdate.emulator.config import EmulatorConfig
 from bulkupdate.emulator.errors import (
     AccessDeniedError,
@@ -33,7 +34,7 @@ from bulkupdate.emulator.errors import (
     UnknownOperationError,
     error_of,
 )
-from bulkupdate.emulator.faults import Fault, FaultConfig, FaultInjector
+from bulkupdate.emulator.faults import WRITE_OPERATIONS, Fault, FaultConfig, FaultInjector
 from bulkupdate.emulator.quotas import Quota, QuotaTable
 from bulkupdate.emulator.service import OPERATIONS, CasesService
 from bulkupdate.emulator.shapes import RequestValidator
@@ -97,9 +98,11 @@ class Emulator:
         self.routes = [_Route(model, name) for name in OPERATIONS]
         self.quotas = QuotaTable(config.quotas, time.monotonic())
         self.faults = FaultInjector(config.faults)
+        self.service.batch_tokens.window_s = config.token_window_s
         # counters[operation][outcome]: outcome is "ok", an error code, or "dropped".
         self.counters: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.update_calls = 0  # UpdateCase requests that passed auth, for access revocation
+        self.update_calls = 0  # write requests that passed auth, for access revocation
+        self.batch_counters = BatchCounters()
         self.first_accept_s: float | None = None  # monotonic times of accepted UpdateCase calls
         self.last_accept_s: float | None = None
         if config.state_path is not None and config.state_path.exists():
@@ -118,6 +121,7 @@ class Emulator:
 
     def reset_counters(self) -> None:
         self.counters.clear()
+        self.batch_counters = BatchCounters()
         self.first_accept_s = self.last_accept_s = None
 
     def _route(self, request: web.Request) -> tuple[str, dict[str, Any]]:
@@ -174,7 +178,8 @@ class Emulator:
         if not self.quotas.admit(operation, time.monotonic()):
             raise ThrottlingError()
         fault = Fault.NONE
-        if self.faults.affects(operation):
+        affected = self.faults.affects(operation)
+        if affected:
             fault = await self._inject(operation)
         if fault is Fault.DROP_BEFORE_APPLY:
             return self._drop(request, operation)
@@ -186,7 +191,13 @@ class Emulator:
             raise SerializationError("The request body must be a JSON object.")
         params.update(path_params)
         self.validator.validate(operation, params)
-        result = OPERATIONS[operation](self.service, params)
+        if operation == "BatchUpdateCase":
+            case_fault = self.faults.case_fault if affected else no_case_fault
+            batch = batch_update_case(self.service, params, case_fault)
+            self.batch_counters.count(batch)
+            result = batch.response
+        else:
+            result = OPERATIONS[operation](self.service, params)
         if operation == "UpdateCase":
             now_s = time.monotonic()
             if self.first_accept_s is None:
@@ -204,7 +215,7 @@ class Emulator:
         )
 
     async def _inject(self, operation: str) -> Fault:
-        if operation == "UpdateCase":
+        if operation in WRITE_OPERATIONS:
             self.update_calls += 1
             limit = self.faults.config.access_denied_after_calls
             if limit is not None and self.update_calls > limit:

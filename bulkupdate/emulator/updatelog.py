@@ -10,7 +10,10 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-Entry = tuple[str, str, bytes, float]  # domainId, caseId, JSON {"fields", "performedBy"}, time
+# domainId, caseId, JSON {"fields", "performedBy"[, "clientToken"]}, time. An entry with a
+# clientToken came from a BatchUpdateCase call (its "operation"), one entry per case applied.
+Entry = tuple[str, str, bytes, float]
+UPDATE_CASE, BATCH_UPDATE_CASE = "UpdateCase", "BatchUpdateCase"
 
 
 class UpdateLog(Sequence[dict[str, Any]]):
@@ -26,9 +29,13 @@ class UpdateLog(Sequence[dict[str, Any]]):
         fields: list[dict[str, Any]],
         performed_by: dict[str, Any] | None,
         time_s: float,
+        client_token: str | None = None,
     ) -> None:
-        payload = json.dumps({"fields": fields, "performedBy": performed_by}).encode()
-        self._entries.append((domain_id, case_id, payload, time_s))
+        """One case's update; `client_token` when a BatchUpdateCase call applied it."""
+        body: dict[str, Any] = {"fields": fields, "performedBy": performed_by}
+        if client_token is not None:
+            body["clientToken"] = client_token
+        self._entries.append((domain_id, case_id, json.dumps(body).encode(), time_s))
 
     def extend(self, updates: Sequence[dict[str, Any]]) -> None:
         for update in updates:
@@ -38,6 +45,7 @@ class UpdateLog(Sequence[dict[str, Any]]):
                 update["fields"],
                 update.get("performedBy"),
                 update["time"],
+                update.get("clientToken"),
             )
 
     def clear(self) -> None:
@@ -49,6 +57,7 @@ class UpdateLog(Sequence[dict[str, Any]]):
     def _decode(self, index: int) -> dict[str, Any]:
         domain_id, case_id, payload, time_s = self._entries[index]
         body = json.loads(payload)
+        token = body.get("clientToken")
         return {
             "seq": index + 1,
             "domainId": domain_id,
@@ -56,6 +65,8 @@ class UpdateLog(Sequence[dict[str, Any]]):
             "fields": body["fields"],
             "performedBy": body["performedBy"],
             "time": time_s,
+            "operation": UPDATE_CASE if token is None else BATCH_UPDATE_CASE,
+            "clientToken": token,
         }
 
     @overload

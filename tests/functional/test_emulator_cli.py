@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from bulkupdate.emulator.cli import add_parser, config_from_args
+from bulkupdate.emulator.quotas import Quota
 from tests.conftest import ClientFactory
 
 STARTUP_TIMEOUT_S = 15.0
@@ -261,6 +262,12 @@ async def test_seed_file_creates_its_domain_fields_templates_and_cases(
         pytest.param(["--error-rate", "2"], "fault probabilities", id="probability-above-one"),
         pytest.param(["--error-status", "200"], "4xx or 5xx", id="error-status-not-an-error"),
         pytest.param(["--datetime-encoding", "unix"], "--datetime-encoding", id="bad-choice"),
+        pytest.param(["--token-window", "-1"], "--token-window", id="negative-token-window"),
+        pytest.param(
+            ["--case-throttle-rate", "0.7", "--case-conflict-rate", "0.7"],
+            "per-case fault probabilities",
+            id="per-case-probabilities-above-one",
+        ),
     ],
 )
 async def test_bad_flags_exit_2_with_a_message_on_stderr(flags: list[str], message: str) -> None:
@@ -291,6 +298,40 @@ def test_fault_flags_set_the_injected_error_its_status_cut_replies_and_the_fault
         400,
         3,
     )
+
+
+def test_batch_flags_set_its_quota_token_window_and_per_case_faults() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "emulator",
+            *("--quota", "BatchUpdateCase=5/10", "--token-window", "60"),
+            *("--case-throttle-rate", "0.1", "--case-conflict-rate", "0.2"),
+            *("--case-error-rate", "0.3", "--fault-case", "c1", "--fault-case", "c2"),
+        ]
+    )
+
+    config = config_from_args(args)
+
+    assert config.quotas["BatchUpdateCase"] == Quota(5, 10)
+    assert config.quotas["UpdateCase"] == Quota(2, 2)
+    assert config.token_window_s == 60
+    faults = config.faults
+    assert (
+        faults.case_throttle_probability,
+        faults.case_conflict_probability,
+        faults.case_internal_error_probability,
+    ) == (0.1, 0.2, 0.3)
+    assert faults.fault_case_ids == {"c1", "c2"}
+
+
+def test_batch_update_case_defaults_to_2_per_s_burst_2_and_an_8_hour_token_window() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    config = config_from_args(parser.parse_args(["emulator"]))
+    assert config.quotas["BatchUpdateCase"] == Quota(2, 2)
+    assert config.token_window_s == 8 * 3600
 
 
 async def test_missing_seed_file_exits_2_with_a_message(tmp_path: Path) -> None:

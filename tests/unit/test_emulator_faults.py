@@ -69,3 +69,49 @@ def test_no_faults_by_default() -> None:
 def test_impossible_fault_settings_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"."):
         FaultConfig(**options)  # type: ignore[arg-type]
+
+
+def test_per_case_faults_follow_their_probabilities() -> None:
+    config = FaultConfig(
+        case_throttle_probability=0.2,
+        case_conflict_probability=0.1,
+        case_internal_error_probability=0.1,
+    )
+    injector = FaultInjector(config, random.Random(5))
+    seen = Counter(injector.case_fault(f"c{i}") for i in range(20_000))
+    assert seen["THROTTLED"] / 20_000 == pytest.approx(0.2, abs=0.01)
+    assert seen["CONFLICT"] / 20_000 == pytest.approx(0.1, abs=0.01)
+    assert seen["INTERNAL_ERROR"] / 20_000 == pytest.approx(0.1, abs=0.01)
+    assert seen[None] / 20_000 == pytest.approx(0.6, abs=0.015)
+
+
+def test_per_case_faults_meet_only_the_chosen_cases_in_the_first_fault_calls() -> None:
+    config = FaultConfig(
+        case_throttle_probability=1.0, fault_case_ids=frozenset({"c2"}), fault_calls=1
+    )
+    injector = FaultInjector(config, random.Random(5))
+    injector.choose()
+    first_call = [injector.case_fault(c) for c in ("c1", "c2", "c3")]
+    injector.choose()
+    second_call = [injector.case_fault(c) for c in ("c1", "c2", "c3")]
+    assert first_call == [None, "THROTTLED", None]
+    assert second_call == [None, None, None]
+
+
+def test_faults_apply_to_both_writes_by_default() -> None:
+    injector = FaultInjector(FaultConfig())
+    assert injector.affects("UpdateCase")
+    assert injector.affects("BatchUpdateCase")
+    assert not injector.affects("GetCase")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"case_throttle_probability": 1.5},
+        {"case_conflict_probability": 0.6, "case_internal_error_probability": 0.6},
+    ],
+)
+def test_bad_per_case_fault_settings_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="probabilit"):
+        FaultConfig(**options)
