@@ -16,12 +16,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bulkupdate.emulator import Emulator, FaultConfig, Quota, no_quotas
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from tests.functional.runner import cli_env
 from tests.functional.test_run_dynamodb import aws_env, table_name
-from tests.motoserver import running_moto
 from tests.functional.test_run_resume import child, emulator, wait_until
+from tests.motoserver import running_moto
 
 FIELDS = ("case_id", "status", "priority")
 
