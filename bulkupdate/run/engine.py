@@ -556,6 +556,7 @@ class Engine:
             "pending": self._frontier.pending,
             "in_flight": self._in_flight,
             "rate_per_s": round(self.gate.rate_per_s, 3),
+            "batch_rate_per_s": round(self._batcher.gate.rate_per_s, 3) if self._batcher else None,
             "share_per_s": round(self.gate.share_per_s, 3),
             "pacing": self.gate.regime.value,
             "yielding": int(self.gate.regime is Regime.YIELDING),

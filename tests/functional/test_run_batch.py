@@ -236,3 +236,23 @@ async def test_shards_batch_their_own_cases_and_together_apply_every_row_once(
 
         assert Counter(u["caseId"] for u in batch_updates(emu)) == Counter(r[0] for r in rows)
         assert calls(emu, "BatchUpdateCase") <= 2 * (200 // 100 + 1)
+
+
+async def test_a_dry_run_counts_the_calls_grouped_and_ungrouped_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    rows = [(case(i), "closed", "high") for i in range(1, 251)] + [(case(1), "", "low")]
+    write(tmp_path / "rows.csv", rows)
+    async with emulator(250) as emu:
+        done = await run(tmp_path, emu.url, "--dry-run")
+
+        assert done.returncode == EXIT_OK, done.stderr
+        assert (
+            "grouped (--batch auto) 4 calls (3 BatchUpdateCase at 2/s burst 2, 1 UpdateCase)"
+            in done.stderr
+        )
+        assert (
+            "ungrouped (--batch off) 251 UpdateCase calls; about 2 min 4 s at 2/s burst 2"
+            in done.stderr
+        )
+        assert len(emu.service.updates) == 0

@@ -153,3 +153,32 @@ class Planner:
             self._full.pop(key, None)
         if not bucket:
             del self._buckets[key]
+
+
+class CallCount:
+    """How many calls rows would take grouped (BatchUpdateCase + UpdateCase) and ungrouped, for
+    the dry run. Counts patches by a hash of their key; ignores that a case listed twice waits
+    for itself (a slight undercount for jobs that repeat cases)."""
+
+    __slots__ = ("_patches", "rows", "size", "solo")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.rows = 0
+        self.solo = 0  # rows that cannot be batched
+        self._patches: dict[int, int] = {}
+
+    def add(self, fields: Sequence[FieldUpdate]) -> None:
+        self.rows += 1
+        key = patch_key(fields) if self.size > 1 else None
+        if key is None:
+            self.solo += 1
+        else:
+            digest = hash(key)
+            self._patches[digest] = self._patches.get(digest, 0) + 1
+
+    def grouped(self) -> tuple[int, int]:
+        """(BatchUpdateCase calls, UpdateCase calls): a patch of one row goes as UpdateCase."""
+        alone = sum(1 for rows in self._patches.values() if rows == 1)
+        batches = sum(-(-rows // self.size) for rows in self._patches.values() if rows > 1)
+        return batches, alone + self.solo
