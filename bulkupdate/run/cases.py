@@ -36,7 +36,9 @@ class CasesApi(Protocol):
         call raises CallError like update_case, with `batch_refusal` set when its kind is ROW
         (nothing was applied). Otherwise every listed case is in the outcome's `succeeded` or
         `failed`. The same token and request within the service's window answers the first
-        call's outcome again without applying anything.
+        call's outcome again (failures included) without applying anything, so a retry of some
+        cases is a new request with a new token; the same token with another request is refused
+        (BatchRefusal.TOKEN_REUSED).
         """
         ...
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from bulkupdate.aws.model_extras import build_extras, render
 from bulkupdate.emulator import EmulatorConfig, no_quotas, running_emulator
 from tests.conftest import REGION
 
+ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = json.loads(EXTRAS_FILE.read_text(encoding="utf-8"))
 
 
@@ -73,6 +75,15 @@ def test_the_license_notice_is_beside_the_extras() -> None:
     notice = (EXTRAS_FILE.parent / "NOTICE").read_text(encoding="utf-8")
     assert "botocore" in notice
     assert "Apache License" in (EXTRAS_FILE.parent / "LICENSE-botocore.txt").read_text()
+
+
+def test_the_extras_and_their_notice_ship_as_package_data() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["bulkupdate.aws"]
+    package = ROOT / "bulkupdate" / "aws"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    beside = EXTRAS_FILE.parent
+    assert {EXTRAS_FILE, beside / "NOTICE", beside / "LICENSE-botocore.txt"} <= shipped
 
 
 def test_the_generator_gives_back_the_shipped_file_from_a_model_that_has_the_operation() -> None:

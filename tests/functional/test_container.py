@@ -176,9 +176,16 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_no_venv_caches_o
         for path in ([ROOT / source] if (ROOT / source).is_file() else (ROOT / source).rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts
     ]
-    assert {"pyproject.toml", "README.md", "bulkupdate/cli.py", "bulkupdate/demo/demo.csv"} <= set(
-        copied
-    )
+    extras = "bulkupdate/aws/data/connectcases/2022-10-03"
+    assert {
+        "pyproject.toml",
+        "README.md",
+        "bulkupdate/cli.py",
+        "bulkupdate/demo/demo.csv",
+        f"{extras}/service-2.sdk-extras.json",
+        f"{extras}/NOTICE",
+        f"{extras}/LICENSE-botocore.txt",
+    } <= set(copied)
     assert [path for path in copied if not dockerfile.in_context(path, patterns)] == []
     leftovers = [
         ".venv/lib/python3.11/site-packages/boto3/__init__.py",
