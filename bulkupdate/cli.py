@@ -40,6 +40,10 @@ RUN_FLAGS = (
     "read_rate",
     "read_burst",
     "concurrency",
+    "batch",
+    "batch_size",
+    "batch_rate",
+    "batch_burst",
     "max_attempts",
     "case_id_column",
     "blank",
@@ -148,6 +152,17 @@ def add_run_parser(commands: Any) -> None:
     )
     pacing.add_argument("--read-burst", type=int, help="GetCase burst (default 10)")
     pacing.add_argument("--concurrency", type=int, help="calls in flight at most (default 16)")
+    pacing.add_argument(
+        "--batch",
+        choices=["auto", "off"],
+        help="auto: rows setting the same values go together as BatchUpdateCase calls of up to "
+        "--batch-size cases; off: one UpdateCase per row (default auto)",
+    )
+    pacing.add_argument("--batch-size", type=int, help="cases per BatchUpdateCase, 1-100 (100)")
+    pacing.add_argument(
+        "--batch-rate", type=float, help="BatchUpdateCase calls/s ceiling (default 2)"
+    )
+    pacing.add_argument("--batch-burst", type=int, help="BatchUpdateCase burst (default 2)")
     pacing.add_argument("--max-attempts", type=int, help="per row for 5xx/timeouts (default 8)")
     pacing.add_argument("--grace-period", type=float, help="seconds to drain on SIGTERM (10)")
     pacing.add_argument(

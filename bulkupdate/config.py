@@ -32,6 +32,7 @@ CALL_TIMEOUT_S = 30.0
 # AWS does not say how long a request can live inside the service after the client stopped
 # waiting; four times the call timeout leaves a wide margin over the front ends' own limits.
 SETTLE_PERIOD_S = 120.0
+MAX_BATCH_SIZE = 100  # cases per BatchUpdateCase call (botocore does not check it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,12 @@ class RunConfig:
     read_rate: float = 4.0  # GetCase calls per second (--before-images): AWS's default quota
     read_burst: int = 10  # GetCase's default burst
     concurrency: int = 16  # calls in flight at most
+    # Rows with the same patch go as one BatchUpdateCase (auto) or each as UpdateCase (off).
+    batch: str = "auto"
+    batch_size: int = 100  # cases per BatchUpdateCase call, 1..100 (the API's maximum)
+    # BatchUpdateCase's own quota: AWS does not publish it; the emulator's default is 2/s, burst 2.
+    batch_rate: float = 2.0
+    batch_burst: int = 2
     max_attempts: int = 8  # per row, for 5xx/timeouts/connection errors (throttles never count)
     case_id_column: str = "case_id"
     blank: Blank = Blank.SKIP
@@ -158,6 +165,13 @@ def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
         raise ValueError("must be at least 1")
+    return number
+
+
+def _batch_size(value: Any) -> int:
+    number = _positive_int(value)
+    if number > MAX_BATCH_SIZE:
+        raise ValueError(f"must be at most {MAX_BATCH_SIZE} (BatchUpdateCase's maximum)")
     return number
 
 
@@ -240,6 +254,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "read_rate": _rate,
     "read_burst": _positive_int,
     "concurrency": _positive_int,
+    "batch": _choice("auto", "off"),
+    "batch_size": _batch_size,
+    "batch_rate": _rate,
+    "batch_burst": _positive_int,
     "max_attempts": _positive_int,
     "blank": lambda v: Blank(_choice("skip", "clear")(v)),
     "format": _choice("csv", "jsonl"),
@@ -344,6 +362,11 @@ def resolve(
         raise ConfigError(
             "--rate", f"{config.rate} less --headroom {config.headroom:g}% is too small"
         )
+    batch_share_per_s = config.batch_rate * (1.0 - config.headroom / 100)
+    if shard is not None:
+        batch_share_per_s = shard.rate_share(batch_share_per_s, config.batch_burst)[0]
+    if not is_rate(batch_share_per_s):
+        raise ConfigError("--batch-rate", f"{config.batch_rate} is too small to share")
     return config
 
 

@@ -57,6 +57,7 @@ from bulkupdate.checkpoint.store import (
     FingerprintMismatchError,
     JobIdentity,
     JobStatus,
+    RecordedGroup,
     ResumeState,
     RunRecord,
     RunState,
@@ -184,6 +185,8 @@ class DynamoDbCheckpointStore:
         resume_point: ResumePoint,
         counters: Mapping[str, int],
         images: Sequence[ImageChange] = (),
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
         async with self._lock:
             meta = await self._running(commit=True)
@@ -194,8 +197,9 @@ class DynamoDbCheckpointStore:
                 if outcome.offset not in meta.resolved
             ]
             merged = {**meta.counters, **counters}
+            forget = [g.token for g in meta.groups if g.token in set(groups_done)]
             unchanged = not fresh and resume_point == meta.resume_point and merged == meta.counters
-            unchanged = unchanged and not images
+            unchanged = unchanged and not images and not forget
             if unchanged and self.hold_left_s() > self._lease_s / 3:
                 return  # nothing new: no write, no cost (the heartbeat keeps the lease)
             # A lease about to lapse is renewed here too, or found lost: a run frozen past it
@@ -211,13 +215,25 @@ class DynamoDbCheckpointStore:
                 last = number == len(chunks)
                 point = resume_point if last else meta.resume_point
                 counted = merged if last else meta.counters
-                meta = meta.recorded(chunk.outcomes, point, counted, self._now())
+                done = forget if last else ()  # with the last chunk: after every outcome
+                meta = meta.recorded(chunk.outcomes, point, counted, self._now(), done)
                 try:
                     progress = meta.progress()
                 except ValueError as error:
                     raise CheckpointError(self.location, f"{error}: lower the read-ahead") from None
                 extra = updates if number == 1 else ()
                 await self._write(meta, meta.updated_at, progress, chunk.pages, extra)
+
+    async def record_group(self, group: RecordedGroup) -> None:
+        async with self._lock:
+            meta = await self._running(commit=True)
+            now = self._now()
+            meta = meta.with_group(group, now)
+            await self._write(meta, now, {"groups": meta.progress()["groups"]})
+
+    async def recorded_groups(self) -> list[RecordedGroup]:
+        async with self._lock:
+            return list((await self._running(commit=False)).groups)
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         meta = await self._read_meta()

@@ -9,6 +9,8 @@ Items (partition key `pk` = job name, sort key `sk`; one table holds any number 
                                    and the offsets resolved ABOVE the resume point as delta
                                    varints in one Binary (bounded by the engine's read-ahead).
                                    Done rows below the resume point are counted, never stored.
+                                   While BatchUpdateCase calls are recorded and not yet resolved
+                                   (`groups`, zlib of JSON, ~1-3 KB a call) it grows past 1 KB.
     fail#<shard>#<gen>#<offset>    a page of failed rows (zlib of varint records: offset, line,
                                    attempts, case id, code, message, raw bytes; up to 300 KB),
                                    keyed by its first offset. <gen> changes on --restart, so
@@ -29,6 +31,7 @@ from bulkupdate.checkpoint.store import (
     CheckpointError,
     JobIdentity,
     JobStatus,
+    RecordedGroup,
     RunRecord,
     RunState,
     all_totals,
@@ -50,10 +53,12 @@ __all__ = [
     "claiming_put",
     "decode_page",
     "empty_meta",
+    "pack_groups",
     "pack_offsets",
     "page_items",
     "plan_chunks",
     "run_attr",
+    "unpack_groups",
     "unpack_offsets",
     "versioned_update",
 ]
@@ -256,6 +261,7 @@ class MetaItem:
     token: str  # names the write that made this version: a resent write can tell it landed
     created_at: datetime
     updated_at: datetime
+    groups: tuple[RecordedGroup, ...] = ()  # BatchUpdateCase calls recorded, in order
 
     def progress(self) -> dict[str, Any]:
         """The attributes a commit sets."""
@@ -269,7 +275,11 @@ class MetaItem:
             "totals": {"M": {status.value: attr_n(rows) for status, rows in self.totals.items()}},
             "counters": {"M": {name: attr_n(value) for name, value in self.counters.items()}},
             "updated_at": attr_s(self.updated_at.isoformat()),
+            "groups": {"B": pack_groups(self.groups)},
         }
+
+    def with_group(self, group: RecordedGroup, now: datetime) -> MetaItem:
+        return replace(self, groups=(*self.groups, group), updated_at=now)
 
     def recorded(
         self,
@@ -277,8 +287,10 @@ class MetaItem:
         resume_point: ResumePoint,
         counters: Mapping[str, int],
         now: datetime,
+        groups_done: Sequence[str] = (),
     ) -> MetaItem:
-        """This checkpoint once `outcomes` are recorded and it resumes at `resume_point`."""
+        """This checkpoint once `outcomes` are recorded, the groups `groups_done` forgotten,
+        and it resumes at `resume_point`."""
         totals = dict(self.totals)
         for outcome in outcomes:
             totals[outcome.status] += 1
@@ -290,6 +302,7 @@ class MetaItem:
             totals=totals,
             counters=counters,
             updated_at=now,
+            groups=tuple(g for g in self.groups if g.token not in groups_done),
         )
 
     def to_item(self, pk: str, sk: str) -> dict[str, Any]:
@@ -337,6 +350,7 @@ class MetaItem:
             token=s["token"],
             created_at=datetime.fromisoformat(s["created_at"]),
             updated_at=datetime.fromisoformat(s["updated_at"]),
+            groups=unpack_groups(bytes(item["groups"]["B"])) if "groups" in item else (),
         )
 
     def leased(self, now: datetime) -> bool:
@@ -402,6 +416,19 @@ def versioned_update(
             ":before": attr_n(before),
         },
     }
+
+
+def pack_groups(groups: Sequence[RecordedGroup]) -> bytes:
+    if not groups:
+        return b""
+    text = json.dumps([g.to_json() for g in groups], separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8"))
+
+
+def unpack_groups(data: bytes) -> tuple[RecordedGroup, ...]:
+    if not data:
+        return ()
+    return tuple(RecordedGroup.from_json(g) for g in json.loads(zlib.decompress(data)))
 
 
 def run_attr(run: RunRecord) -> dict[str, str]:

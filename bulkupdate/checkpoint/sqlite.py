@@ -35,6 +35,7 @@ from bulkupdate.checkpoint.store import (
     FingerprintMismatchError,
     JobIdentity,
     JobStatus,
+    RecordedGroup,
     ResumeState,
     RunRecord,
     RunState,
@@ -90,6 +91,12 @@ _IMAGE_APPLIED = (
     "ON CONFLICT (case_id, field_id) DO UPDATE SET after = excluded.after, pending = NULL"
 )
 IMAGE_PAGE_ROWS = 1000
+# BatchUpdateCase calls recorded before they are sent (RecordedGroup as JSON), by recording
+# order. Created when a run opens a checkpoint made before it existed: same schema version.
+_GROUPS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS batch_groups (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "token TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
+)
 _OUTCOME_COLUMNS = "byte_offset, line, case_id, status, error_code, error_message, raw, attempts"
 _INSERT_OUTCOME = f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 _ADD_TOTAL = (
@@ -181,11 +188,28 @@ class SqliteCheckpointStore:
         resume_point: ResumePoint,
         counters: Mapping[str, int],
         images: Sequence[ImageChange] = (),
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
         self._check_running()
-        await self._call(
-            partial(self._commit_sync, list(outcomes), resume_point, dict(counters), list(images))
+        work = partial(
+            self._commit_sync,
+            list(outcomes),
+            resume_point,
+            dict(counters),
+            list(images),
+            list(groups_done),
         )
+        await self._call(work)
+
+    async def record_group(self, group: RecordedGroup) -> None:
+        self._check_running()
+        body = json.dumps(group.to_json(), separators=(",", ":"))
+        await self._call(partial(self._record_group_sync, group.token, body))
+
+    async def recorded_groups(self) -> list[RecordedGroup]:
+        self._check_running()
+        return await self._call(self._recorded_groups_sync)
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         after_offset = -1
@@ -324,8 +348,9 @@ class SqliteCheckpointStore:
                 raise self._no_job_error()
             if stored is not None and stored[0] != job and not restart:
                 raise FingerprintMismatchError(str(self._path), stored[0], job)
+            conn.execute(_GROUPS_TABLE)
             if stored is None or restart:
-                for table in ("job", "outcomes", "totals", "counters", "runs"):
+                for table in ("job", "outcomes", "totals", "counters", "runs", "batch_groups"):
                     conn.execute(f"DELETE FROM {table}")
                 conn.execute("DROP TABLE IF EXISTS images")
                 conn.execute(
@@ -364,6 +389,7 @@ class SqliteCheckpointStore:
         resume_point: ResumePoint,
         counters: dict[str, int],
         images: list[ImageChange],
+        groups_done: list[str],
     ) -> None:
         # Checked here, under the lock, so concurrent commits cannot both pass a stale check.
         floor_offset = self._resume_point.offset
@@ -390,6 +416,9 @@ class SqliteCheckpointStore:
                     before, value = encode_value(change.before), encode_value(change.value)
                     statement = _IMAGE_APPLIED if change.applied else _IMAGE_SENDING
                     conn.execute(statement, (change.case_id, change.field_id, before, value))
+            conn.executemany(
+                "DELETE FROM batch_groups WHERE token = ?", [(t,) for t in groups_done]
+            )
         self._resume_point = resume_point
 
     def _images_page(self, after: tuple[str, str]) -> list[FieldImage]:
@@ -410,6 +439,16 @@ class SqliteCheckpointStore:
             FieldImage(case_id, field_id, decode_value(before) or {}, *map(decode_value, rest))
             for case_id, field_id, before, *rest in rows
         ]
+
+    def _record_group_sync(self, token: str, body: str) -> None:
+        conn = self._connect(create=False)
+        with _transaction(conn):
+            conn.execute("INSERT INTO batch_groups (token, body) VALUES (?, ?)", (token, body))
+
+    def _recorded_groups_sync(self) -> list[RecordedGroup]:
+        conn = self._connect(create=False)
+        rows = conn.execute("SELECT body FROM batch_groups ORDER BY seq").fetchall()
+        return [RecordedGroup.from_json(json.loads(body)) for (body,) in rows]
 
     def _failed_page(self, after_offset: int) -> list[Outcome]:
         conn = self._connect(create=False)

@@ -24,8 +24,10 @@ __all__ = [
     "CheckpointError",
     "CheckpointStore",
     "FingerprintMismatchError",
+    "GroupMember",
     "JobIdentity",
     "JobStatus",
+    "RecordedGroup",
     "ResumeState",
     "RunRecord",
     "RunState",
@@ -124,6 +126,35 @@ class JobStatus:
     resolved_offsets: frozenset[int] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A row in a recorded BatchUpdateCase call."""
+
+    offset: int
+    line: int
+    case_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedGroup:
+    """A BatchUpdateCase call recorded before it was sent, so that a run that follows a crash
+    sends it again first, with the same token and the same request: while the service still
+    knows the token it answers the first call's outcome and applies nothing twice."""
+
+    token: str  # the call's clientToken
+    call: Mapping[str, Any]  # its parameters as the engine passed them (JSON-able)
+    members: tuple[GroupMember, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        members = [[m.offset, m.line, m.case_id] for m in self.members]
+        return {"token": self.token, "call": dict(self.call), "members": members}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordedGroup:
+        members = tuple(GroupMember(int(o), int(n), str(c)) for o, n, c in data["members"])
+        return cls(str(data["token"]), dict(data["call"]), members)
+
+
 class CheckpointError(BulkUpdateError):
     """A checkpoint that cannot be used: not a checkpoint, from a newer version, unreadable."""
 
@@ -191,12 +222,16 @@ class CheckpointStore(Protocol):
         resume_point: ResumePoint,
         counters: Mapping[str, int],
         images: Sequence[ImageChange] = (),
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
-        """Record a batch atomically. An offset's first committed outcome is final: later ones,
-        and any below the committed resume point, are ignored and not counted. `resume_point` may
-        not move backwards. `counters` replace the stored values of the names they hold.
-        `images` are merged into the before-images in their order (`FieldImage.merged`): a
-        field's first `before` stays; re-recording the same changes leaves the same images.
+        """Record a batch atomically, and forget the recorded groups named in `groups_done`
+        (tokens; unknown ones are ignored) in the same write. An offset's first committed
+        outcome is final: later ones, and any below the committed resume point, are ignored and
+        not counted. `resume_point` may not move backwards. `counters` replace the stored
+        values of the names they hold. `images` are merged into the before-images in their
+        order (`FieldImage.merged`): a field's first `before` stays; re-recording the same
+        changes leaves the same images.
 
         A commit that raised CheckpointError may have been recorded or not (a remote store can
         lose the answer to a write that landed). The caller keeps the batch and commits it
@@ -204,6 +239,16 @@ class CheckpointStore(Protocol):
         as it takes: once one succeeds, every outcome of the batch is recorded exactly once. A
         store refuses such a retry only when this run can no longer be sure it alone writes the
         checkpoint (another run took it over)."""
+        ...
+
+    async def record_group(self, group: RecordedGroup) -> None:
+        """Record a BatchUpdateCase call before it is sent (one write). Raises CheckpointError
+        when that failed: the call must then not be sent."""
+        ...
+
+    async def recorded_groups(self) -> list[RecordedGroup]:
+        """The groups recorded and not yet forgotten, in the order they were recorded. `open`
+        first; --restart forgets them all."""
         ...
 
     def failed_rows(self) -> AsyncIterator[Outcome]:

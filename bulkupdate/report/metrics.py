@@ -35,6 +35,21 @@ COUNTERS = (
     ("bulkupdate_retries", "Attempts after a row's first", "retried"),
     ("bulkupdate_getcase_calls", "GetCase reads before writes (--before-images)", "reads"),
     ("bulkupdate_getcase_throttles", "GetCase calls throttled", "read_throttles"),
+    ("bulkupdate_batchupdatecase_calls", "BatchUpdateCase calls (--batch auto)", "batch_calls"),
+    ("bulkupdate_batch_cases", "Cases listed in BatchUpdateCase calls", "batch_cases"),
+    ("bulkupdate_batch_throttles", "BatchUpdateCase calls throttled whole", "batch_throttles"),
+    (
+        "bulkupdate_batch_cases_failed",
+        "Cases a BatchUpdateCase answer failed",
+        "batch_cases_failed",
+    ),
+    ("bulkupdate_case_throttles", "Cases a BatchUpdateCase answered THROTTLED", "case_throttles"),
+    (
+        "bulkupdate_case_retries",
+        "Cases a BatchUpdateCase answered CONFLICT or INTERNAL_ERROR (sent again)",
+        "case_retries",
+    ),
+    ("bulkupdate_groups_split", "Groups refused whole and split to isolate a row", "groups_split"),
 )
 GAUGES = (
     ("bulkupdate_rate_per_second", "Current adaptive UpdateCase rate", "rate_per_s"),
@@ -49,6 +64,11 @@ GAUGES = (
         "yielding",
     ),
     ("bulkupdate_in_flight", "UpdateCase calls in flight", "in_flight"),
+    (
+        "bulkupdate_batch_rate_per_second",
+        "Current adaptive BatchUpdateCase rate",
+        "batch_rate_per_s",
+    ),
     ("bulkupdate_rows_done", "Rows resolved over all runs of the job", "rows_done"),
     ("bulkupdate_rows_left", "Rows of the input not resolved yet", "rows_left"),
     ("bulkupdate_rows_held", "Rows whose case waits for a call that may still land", "held"),

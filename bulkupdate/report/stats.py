@@ -43,6 +43,16 @@ class RunStats:
     read_throttles: int = 0  # of those, throttled
     retried: int = 0  # attempts after the first, for any reason
     throttles: int = 0
+    # BatchUpdateCase (--batch auto): calls (re-sent groups and retries included), the cases
+    # they listed, whole calls throttled, and per-case answers that were not "applied".
+    batch_calls: int = 0
+    batch_cases: int = 0
+    batch_throttles: int = 0
+    batch_cases_failed: int = 0  # CASE_NOT_FOUND, VALIDATION_ERROR, ... (or attempts spent)
+    case_throttles: int = 0  # THROTTLED for one case: sent again, no attempt used
+    case_retries: int = 0  # CONFLICT, INTERNAL_ERROR for one case: sent again after a backoff
+    groups_split: int = 0  # refused as a whole: split to find the row that made it refuse
+    groups_replayed: int = 0  # recorded by a killed run and sent again with the same token
     first_accept_s: float | None = None
     last_accept_s: float | None = None
     _latencies_s: list[float] = field(default_factory=list)
@@ -92,7 +102,18 @@ class RunStats:
             "read_throttles": self.read_throttles,
             "retried": self.retried,
             "throttles": self.throttles,
+            "batch_calls": self.batch_calls,
+            "batch_cases": self.batch_cases,
+            "batch_throttles": self.batch_throttles,
+            "batch_cases_failed": self.batch_cases_failed,
+            "case_throttles": self.case_throttles,
+            "case_retries": self.case_retries,
+            "groups_split": self.groups_split,
+            "groups_replayed": self.groups_replayed,
         }
+
+    def cases_per_batch(self) -> float | None:
+        return round(self.batch_cases / self.batch_calls, 2) if self.batch_calls else None
 
     def summary(self, elapsed_s: float) -> dict[str, Any]:
         ordered = sorted(self._latencies_s)
@@ -100,6 +121,7 @@ class RunStats:
         rate = self.achieved_rate_per_s()
         return {
             **self.counters(),
+            "cases_per_batch": self.cases_per_batch(),
             "achieved_rate_per_s": round(rate, 3) if rate is not None else None,
             "elapsed_s": round(elapsed_s, 3),
             "latency_p50_ms": round(p50 * 1000, 2) if p50 is not None else None,

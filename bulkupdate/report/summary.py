@@ -41,6 +41,11 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         summary.get("failed"),
     ):
         parts.append(f"(job so far: {job_applied} applied, {job_failed} failed)")
+    if summary.get("batch_calls"):
+        parts.append(
+            f"({summary['batch_calls']} BatchUpdateCase calls, {summary.get('cases_per_batch')} "
+            f"cases per call; {summary.get('calls', 0)} UpdateCase calls)"
+        )
     if summary.get("other_shards"):
         parts.append(f"({summary['other_shards']} rows left to other shards)")
     lines = [" ".join(parts)]

@@ -37,6 +37,7 @@ class Commits:
         "_failing_since_s",
         "_frontier",
         "_give_up",
+        "_groups_done",
         "_images",
         "_landed",
         "_limit_wanted",
@@ -71,6 +72,7 @@ class Commits:
         self._images: list[ImageChange] = []  # before-images, recorded with the batch
         self._taken = 0  # commits begun; each takes the batch and images as they are
         self._landed = (0, anyio.Event())  # the last commit recorded, and a wake-up for waiters
+        self._groups_done: list[str] = []  # recorded groups to forget with the next commit
         self._lock = anyio.Lock()
         self._failed = 0  # in a row
         self._failing_since_s = 0.0
@@ -101,6 +103,11 @@ class Commits:
                 await self._clock.sleep(retry_s)
         return True
 
+    def group_done(self, token: str) -> None:
+        """A recorded BatchUpdateCase call is answered and its rows' outcomes added: forget it
+        in the commit that records them."""
+        self._groups_done.append(token)
+
     async def flush(self) -> None:
         """Record the batch; on failure it is kept whole for the next commit, and re-raised."""
         async with self._lock:
@@ -110,20 +117,21 @@ class Commits:
             images, self._images = self._images, []
             self._taken += 1
             number = self._taken
+            groups_done, self._groups_done = self._groups_done, []
             point = self._frontier.resume_point()
             limit = self._limit_wanted
             counters = {**self._counters(), DISPATCHED_TO: limit}
             try:
                 with anyio.CancelScope(shield=True):
-                    if images:
-                        await self._store.commit(batch, point, counters, images)
-                    else:
-                        await self._store.commit(batch, point, counters)
+                    await self._store.commit(
+                        batch, point, counters, images, groups_done=groups_done
+                    )
             except BaseException:
                 # Not recorded: keep the outcomes for the next commit, or the next resume
                 # point would pass rows that no checkpoint holds.
                 self._batch[:0] = batch
                 self._images[:0] = images
+                self._groups_done[:0] = groups_done
                 raise
             finally:
                 self._landed[1].set()

@@ -26,6 +26,7 @@ from bulkupdate.models import Outcome
 from bulkupdate.report.failures import write_failures
 from bulkupdate.report.figures import duration_text
 from bulkupdate.report.outputs import published
+from bulkupdate.run.batch.grouping import CallCount
 from bulkupdate.run.startup import Job, RemoteInput, fingerprint_input, open_input, peek
 from bulkupdate.run.stores import job_identity, legacy_identity, open_store
 
@@ -60,6 +61,7 @@ async def dry_run(job: Job) -> int:
     source = open_input(config, stream=stream, remote=job.remote)
     failed: list[Outcome] = []
     to_send = unchanged = passed_over = 0
+    count = CallCount(config.batch_size if config.batch == "auto" else 1)
     budget, stop_line = config.max_failures, None  # where the budget would stop a run
     with source:
         head, records = peek(iter(source))
@@ -77,6 +79,7 @@ async def dry_run(job: Job) -> int:
             if isinstance(item, Row):
                 if item.fields:
                     to_send += 1
+                    count.add(item.fields)
                 else:
                     unchanged += 1
             else:
@@ -106,20 +109,41 @@ async def dry_run(job: Job) -> int:
             if stop_line is not None
             else f"; the local failures alone stay within --max-failures {budget}"
         )
-    print(f"dry run: {counts}; {_estimate(config, to_send)}. Nothing was sent.", file=sys.stderr)
+    print(f"dry run: {counts}; {_estimate(config, count)}. Nothing was sent.", file=sys.stderr)
     return EXIT_FAILED_ROWS if failed else EXIT_OK
 
 
-def _estimate(config: RunConfig, to_send: int) -> str:
-    """How long sending takes at the configured pace: the burst goes at once."""
-    # The job sends at most --rate less the headroom it leaves to agents.
-    share_per_s = config.rate * (1.0 - config.headroom / 100)
-    estimate_s = max(0.0, to_send - config.burst) / share_per_s
-    took = "under 1 s" if estimate_s < 1 else f"about {duration_text(estimate_s)}"
+def _estimate(config: RunConfig, count: CallCount) -> str:
+    """How long sending takes at the configured pace (the burst goes at once), ungrouped and,
+    with --batch auto, grouped: UpdateCase and BatchUpdateCase calls go side by side."""
+    # The job sends at most --rate (and --batch-rate) less the headroom it leaves to agents.
+    keep = 1.0 - config.headroom / 100
+    share_per_s, batch_share_per_s = config.rate * keep, config.batch_rate * keep
+    ungrouped_s = _send_s(count.rows, config.burst, share_per_s)
     pace = f"{share_per_s:g}/s burst {config.burst}"
     if config.headroom:
         pace += f" (--rate {config.rate:g} less {config.headroom:g}% headroom)"
-    return f"{took} at {pace}"
+    if config.batch != "auto":
+        return f"{_took(ungrouped_s)} at {pace} ({count.rows} UpdateCase calls)"
+    batches, singles = count.grouped()
+    grouped_s = max(
+        _send_s(singles, config.burst, share_per_s),
+        _send_s(batches, config.batch_burst, batch_share_per_s),
+    )
+    return (
+        f"grouped (--batch auto) {batches + singles} calls ({batches} BatchUpdateCase at "
+        f"{batch_share_per_s:g}/s burst {config.batch_burst}, {singles} UpdateCase), "
+        f"{_took(grouped_s)}; ungrouped (--batch off) {count.rows} UpdateCase calls; "
+        f"{_took(ungrouped_s)} at {pace}"
+    )
+
+
+def _send_s(calls: int, burst: int, rate_per_s: float) -> float:
+    return max(0.0, calls - burst) / rate_per_s
+
+
+def _took(estimate_s: float) -> str:
+    return "under 1 s" if estimate_s < 1 else f"about {duration_text(estimate_s)}"
 
 
 async def _resolved(job: Job) -> tuple[Resolved, BinaryIO | None]:

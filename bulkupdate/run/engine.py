@@ -7,6 +7,7 @@ Orchestration only: never imports aiobotocore; time and sleep come from the inje
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
 from bulkupdate.pacing.outage import OutageWatch
 from bulkupdate.pacing.retry import GiveUp, RetryPolicy
 from bulkupdate.report.stats import RunStats
+from bulkupdate.run.batch.batcher import Batcher, Hooks
+from bulkupdate.run.batch.replay import Replayed, replay
+from bulkupdate.run.batch.sender import batching
 from bulkupdate.run.budget import BudgetWatch
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.chunks import Chunk, Chunks, Skip
@@ -154,6 +158,23 @@ class Engine:
                 on_event=lambda name, data: self._on_event(name, data),
                 later=self._lanes.waiting_behind,
             )
+        self._batcher = self._batching() if settings.batch is not None else None
+        self._replayed = Replayed()
+        self._streams: (
+            tuple[MemoryObjectSendStream[Row], MemoryObjectReceiveStream[Row]] | tuple[()]
+        ) = ()
+
+    def _batching(self) -> Batcher:
+        hooks = Hooks(
+            resolve=self._resolve,
+            next_of=self._next_row,
+            stop_for=self._stop_for,
+            stopped=self._stopped,
+            may_send=self._may_send,
+            group_done=self._commits.group_done,
+            tell=lambda name, data: self._on_event(name, data),
+        )
+        return batching(self._settings, hooks, self._api, self._store, self._clock, self.stats)
 
     # -- control -------------------------------------------------------------------------
 
@@ -195,15 +216,28 @@ class Engine:
 
     async def run(self) -> RunResult:
         started_s = self._clock.now_s()
+        batcher = self._batcher
         try:
+            if batcher is not None:
+                await self._replay_recorded(batcher)
             async with anyio.create_task_group() as outer:
                 self._outer = outer
                 outer.start_soon(self._flush_every_interval)
-                send, receive = anyio.create_memory_object_stream[Row](self._settings.concurrency)
-                outer.start_soon(self._holds.release, send, self._stopped)
+                # Batching: lone rows go to the workers only when one is free (no buffer), so
+                # they can still find company while the UpdateCase workers are busy.
+                room = self._settings.concurrency if batcher is None else 0
+                send, receive = anyio.create_memory_object_stream[Row](room)
+                held, back = send, None
+                if batcher is not None:  # rows back from a hold rejoin the planner
+                    held, back = anyio.create_memory_object_stream[Row](math.inf)
+                if back is not None:
+                    self._streams = (held, back)  # closed when the run ends
+                outer.start_soon(self._holds.release, held, self._stopped)
                 async with anyio.create_task_group() as workers:
                     self._working = workers.cancel_scope
                     workers.start_soon(self._read_until_stopped, send)
+                    if batcher is not None and back is not None:
+                        workers.start_soon(batcher.run, send, back)
                     for _ in range(self._settings.concurrency):
                         workers.start_soon(self._worker, receive.clone())
                     receive.close()
@@ -212,6 +246,8 @@ class Engine:
             # Whatever ended the run, what the service acknowledged reaches the checkpoint.
             self._finished = True
             self._outer = None
+            for stream in self._streams:
+                stream.close()
             self._lanes.drain()  # parked rows stay unresolved: pending for the next run
             with anyio.CancelScope(shield=True):
                 try:
@@ -235,6 +271,16 @@ class Engine:
             self._frontier.resolved_above().union(earlier),
         )
 
+    async def _replay_recorded(self, batcher: Batcher) -> None:
+        """Groups a killed run recorded go again first, with their tokens (see batch.replay)."""
+        self._replayed, error = await replay(
+            await self._store.recorded_groups(), batcher, self._api, self.stats
+        )
+        for token in self._replayed.tokens:
+            self._commits.group_done(token)
+        if error is not None:
+            self._stop_for(error)
+
     async def _read_until_stopped(self, send: MemoryObjectSendStream[Row]) -> None:
         with anyio.CancelScope() as reading:
             self._reading = reading
@@ -244,6 +290,21 @@ class Engine:
                 await self._read(send)
             except BulkUpdateError as error:  # the input failed mid-run (S3, a truncated .gz)
                 self._fail(type(error).__name__, str(error))
+            finally:
+                if self._batcher is not None:
+                    self._batcher.close()
+
+    def _stop_for(self, error: CallError) -> None:
+        self._fail(error.code, error.message)
+        self._abort = error
+
+    def _next_row(self, case_id: str) -> Row | None:
+        """The case's row is resolved: its next row, once the parked outcomes before it are."""
+        item = self._lanes.release(case_id)
+        while isinstance(item, Outcome):
+            self._resolve(item)
+            item = self._lanes.release(case_id)
+        return item
 
     def _fail(self, code: str, message: str) -> None:
         """Stop as on a systemic error: calls in flight finish, unfinished rows stay pending."""
@@ -276,11 +337,15 @@ class Engine:
                         continue
                     stats.read += 1
                     frontier.read(record.offset, record.line, end)
+                    item = self._replayed.sort(item)
                     if isinstance(item, Outcome) and not item.case_id:
                         self._resolve(item)  # no case: no order to keep
                     elif self._lanes.admit(item.case_id, item):
                         if isinstance(item, Row):
                             if self._holds.held_over(item):
+                                continue
+                            if self._batcher is not None:
+                                self._batcher.add(item)
                                 continue
                             try:
                                 send.send_nowait(item)  # no scheduling round trip when room
@@ -329,6 +394,9 @@ class Engine:
                     else:  # resolved locally, parked behind an earlier row of its case
                         self._resolve(item)
                     item = self._lanes.release(item.case_id)
+                    if isinstance(item, Row) and self._batcher is not None:
+                        self._batcher.add(item)  # it may find company
+                        break
 
     async def _process(self, row: Row) -> _Next:
         """Send until the row is resolved, put on hold, or the run stops first."""
@@ -432,8 +500,7 @@ class Engine:
         if kind is not ErrorKind.TRANSIENT:
             self._outage.up(now_s)  # it answered
         if kind is ErrorKind.SYSTEMIC:
-            self._fail(error.code, error.message)
-            self._abort = error
+            self._stop_for(error)
             return _Next.STOP, 0.0
         if kind is ErrorKind.THROTTLED:
             # Throttles never count against --max-attempts: only 5xx/timeouts do.
@@ -529,6 +596,7 @@ class Engine:
             "in_flight": self._in_flight,
             "rate_per_s": round(self.gate.rate_per_s, 3),
             **(self._images.progress() if self._images is not None else {}),
+            "batch_rate_per_s": round(self._batcher.gate.rate_per_s, 3) if self._batcher else None,
             "share_per_s": round(self.gate.share_per_s, 3),
             "pacing": self.gate.regime.value,
             "yielding": int(self.gate.regime is Regime.YIELDING),

@@ -35,3 +35,14 @@ class EngineSettings:
     before_images: bool = False  # read each row's fields with GetCase before sending it
     read_rate_per_s: float = 4.0  # GetCase's ceiling (this shard's part); headroom applies
     read_burst: int = 10
+    # BatchUpdateCase: None sends every row as UpdateCase; else its own pacing and group size.
+    batch: BatchSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """How rows with the same patch go together (`--batch auto`)."""
+
+    size: int = 100  # cases per BatchUpdateCase call
+    rate_per_s: float = 2.0  # BatchUpdateCase's ceiling, or this shard's part of it
+    burst: int = 2

@@ -32,7 +32,7 @@ from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.pacing.retry import RetryPolicy
 from bulkupdate.run.cases import CasesApi
 from bulkupdate.run.domain import StartupReads, detect_encoding, load_fields, unreachable_error
-from bulkupdate.run.settings import EngineSettings
+from bulkupdate.run.settings import BatchSettings, EngineSettings
 
 log = structlog.get_logger("bulkupdate")
 PEEK_RECORDS = 20  # records read ahead to find case ids for DateTime detection
@@ -298,12 +298,18 @@ class Job:
     def settings(self) -> EngineSettings:
         config = self.config
         rate_per_s, burst = config.rate, config.burst
+        batch_rate_per_s, batch_burst = config.batch_rate, config.batch_burst
         # --rate and --burst are the whole job's: shards share them, and with them its share
-        # of the quota (each keeps --headroom of its part).
+        # of the quota (each keeps --headroom of its part). So do --batch-rate and --batch-burst,
+        # and --read-rate and --read-burst.
         read_rate_per_s, read_burst = config.read_rate, config.read_burst
         if config.shard is not None:
             rate_per_s, burst = config.shard.rate_share(rate_per_s, burst)
+            batch_rate_per_s, batch_burst = config.shard.rate_share(batch_rate_per_s, batch_burst)
             read_rate_per_s, read_burst = config.shard.rate_share(read_rate_per_s, read_burst)
+        batch = None
+        if config.batch == "auto":
+            batch = BatchSettings(config.batch_size, batch_rate_per_s, batch_burst)
         return EngineSettings(
             concurrency=config.concurrency,
             rate_per_s=rate_per_s,
@@ -320,4 +326,5 @@ class Job:
             before_images=config.before_images,
             read_rate_per_s=read_rate_per_s,
             read_burst=read_burst,
+            batch=batch,
         )

@@ -22,6 +22,7 @@ from bulkupdate.checkpoint.store import (
     FingerprintMismatchError,
     JobIdentity,
     JobStatus,
+    RecordedGroup,
     ResumeState,
     RunRecord,
     RunState,
@@ -52,6 +53,7 @@ class MemoryCheckpointStore:
     __slots__ = (
         "_counters",
         "_created_at",
+        "_groups",
         "_images",
         "_is_open",
         "_job",
@@ -74,6 +76,7 @@ class MemoryCheckpointStore:
         ] = {}  # failed rows, and done rows at/after the resume point
         self._totals: dict[RowStatus, int] = all_totals({})
         self._counters: dict[str, int] = {}
+        self._groups: dict[str, RecordedGroup] = {}  # by token, in recording order
         self._runs: list[RunRecord] = []
         self._images: dict[tuple[str, str], FieldImage] = {}
         self._created_at = self._updated_at = now()
@@ -94,6 +97,7 @@ class MemoryCheckpointStore:
             self._outcomes = {}
             self._totals = all_totals({})
             self._counters = {}
+            self._groups = {}
             self._runs = []
             self._images = {}
             self._created_at = self._updated_at = self._now()
@@ -118,6 +122,8 @@ class MemoryCheckpointStore:
         resume_point: ResumePoint,
         counters: Mapping[str, int],
         images: Sequence[ImageChange] = (),
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
         await anyio.lowlevel.checkpoint()
         self._check_running()
@@ -139,9 +145,24 @@ class MemoryCheckpointStore:
             key = (change.case_id, change.field_id)
             image = self._images.get(key)
             self._images[key] = image.merged(change) if image else FieldImage.first(change)
+        for token in groups_done:
+            self._groups.pop(token, None)
         self._updated_at = self._now()
         if self.outage is Outage.UNANSWERED:
             raise CheckpointError("memory", self.outage.value)
+
+    async def record_group(self, group: RecordedGroup) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        if self.outage is Outage.UNSENT:
+            raise CheckpointError("memory", self.outage.value)
+        self._groups[group.token] = RecordedGroup.from_json(json.loads(json.dumps(group.to_json())))
+        if self.outage is Outage.UNANSWERED:
+            raise CheckpointError("memory", self.outage.value)
+
+    async def recorded_groups(self) -> list[RecordedGroup]:
+        await anyio.lowlevel.checkpoint()
+        return list(self._groups.values())
 
     async def failed_rows(self) -> AsyncIterator[Outcome]:
         await anyio.lowlevel.checkpoint()

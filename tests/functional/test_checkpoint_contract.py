@@ -24,7 +24,9 @@ from bulkupdate.checkpoint.store import (
     CheckpointError,
     CheckpointStore,
     FingerprintMismatchError,
+    GroupMember,
     JobIdentity,
+    RecordedGroup,
     ResumeState,
     RunState,
 )
@@ -228,6 +230,56 @@ async def test_restart_wipes_even_when_the_job_is_the_same(store: CheckpointStor
     state = await reopen(store, restart=True)
 
     assert (state.resume_point, state.totals[FAILED], state.runs) == (ResumePoint(0, 1), 0, 1)
+
+
+# --- recorded BatchUpdateCase groups
+
+
+def group(token: str, *records: int) -> RecordedGroup:
+    members = tuple(GroupMember(i * RECORD_BYTES, i + 2, f"case-{i}") for i in records)
+    call = {
+        "case_ids": [m.case_id for m in members],
+        "fields": [{"id": "priority", "value": {"stringValue": "high"}}],
+        "status": "closed",
+        "performed_by": None,
+    }
+    return RecordedGroup(token, call, members)
+
+
+async def test_recorded_groups_survive_a_crash_in_the_order_they_were_recorded(
+    store: CheckpointStore,
+) -> None:
+    await store.open(JOB, restart=False)
+    first, second = group("token-b", 0, 1, 2), group("token-a", 3, 4)
+    await store.record_group(first)
+    await store.record_group(second)
+
+    await reopen(store)  # no finish_run: as after a SIGKILL
+
+    assert await store.recorded_groups() == [first, second]
+
+
+async def test_a_commit_forgets_the_groups_it_names_with_its_outcomes_in_one_write(
+    store: CheckpointStore,
+) -> None:
+    await store.open(JOB, restart=False)
+    await store.record_group(group("token-1", 0, 1))
+    await store.record_group(group("token-2", 2, 3))
+
+    await store.commit([outcome(0), outcome(1)], point(2), {}, groups_done=["token-1", "other"])
+    state = await reopen(store)
+
+    assert [g.token for g in await store.recorded_groups()] == ["token-2"]
+    assert state.totals[DONE] == 2
+
+
+async def test_restart_forgets_every_recorded_group(store: CheckpointStore) -> None:
+    await store.open(JOB, restart=False)
+    await store.record_group(group("token-1", 0, 1))
+
+    await reopen(store, restart=True)
+
+    assert await store.recorded_groups() == []
 
 
 # --- commits

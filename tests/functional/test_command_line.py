@@ -168,6 +168,7 @@ async def test_a_dry_run_after_a_stopped_run_counts_only_the_rows_a_resume_would
     config = EmulatorConfig(port=0, quotas=no_quotas(), demo_cases=CASES, faults=denied)
     async with running_emulator(config) as emu:
         flags = [*fast_run_flags(emu.url), "--concurrency", "1", "--burst", "1"]
+        flags += ["--batch", "off"]  # one call per row: access is denied after two rows
         stopped = await run_cli("run", "--input", str(source), *flags)
         assert stopped.returncode == EXIT_ABORTED, stopped.stderr
         assert len(emu.service.updates) == 2

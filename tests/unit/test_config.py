@@ -58,6 +58,11 @@ def test_a_gzipped_jsonl_input_gets_a_jsonl_failures_file() -> None:
         ("flags", {"max_failures": "100%"}, "--max-failures"),
         ("env", {"BULKUPDATE_MAX_FAILURES": "lots"}, "BULKUPDATE_MAX_FAILURES"),
         ("flags", {"settle_period": 10, "call_timeout": 30}, "--settle-period"),
+        ("job", {"batch": "sometimes"}, "job.toml: batch"),
+        ("flags", {"batch_size": 101}, "--batch-size"),
+        ("flags", {"batch_size": 0}, "--batch-size"),
+        ("env", {"BULKUPDATE_BATCH_RATE": "0"}, "BULKUPDATE_BATCH_RATE"),
+        ("flags", {"batch_burst": 1.5}, "--batch-burst"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(
@@ -73,6 +78,18 @@ def test_bad_settings_are_refused_naming_the_key(
     with pytest.raises(ConfigError) as raised:
         resolve(**arguments)
     assert raised.value.key == key
+
+
+def test_batching_is_on_by_default_at_the_emulators_batch_quota_and_off_by_any_source() -> None:
+    config = resolve(flags=REQUIRED)
+    assert (config.batch, config.batch_size, config.batch_rate, config.batch_burst) == (
+        "auto",
+        100,
+        2.0,
+        2,
+    )
+    assert resolve(flags=REQUIRED, env={"BULKUPDATE_BATCH": "off"}).batch == "off"
+    assert resolve(job={**REQUIRED, "batch": "off"}, flags={"batch": "auto"}).batch == "auto"
 
 
 def test_input_and_domain_are_required() -> None:
