@@ -158,6 +158,7 @@ class Engine:
                 on_event=lambda name, data: self._on_event(name, data),
                 later=self._lanes.waiting_behind,
             )
+        self._prepared: set[int] = set()  # offsets read before joining the planner
         self._batcher = self._batching() if settings.batch is not None else None
         self._replayed = Replayed()
         self._streams: (
@@ -173,6 +174,8 @@ class Engine:
             may_send=self._may_send,
             group_done=self._commits.group_done,
             tell=lambda name, data: self._on_event(name, data),
+            prepare=self._prepare_grouped if self._images is not None else None,
+            accepted=self._images.accepted if self._images is not None else lambda row: None,
         )
         return batching(self._settings, hooks, self._api, self._store, self._clock, self.stats)
 
@@ -345,7 +348,7 @@ class Engine:
                             if self._holds.held_over(item):
                                 continue
                             if self._batcher is not None:
-                                self._batcher.add(item)
+                                self._batcher.admit(item)
                                 continue
                             try:
                                 send.send_nowait(item)  # no scheduling round trip when room
@@ -395,7 +398,7 @@ class Engine:
                         self._resolve(item)
                     item = self._lanes.release(item.case_id)
                     if isinstance(item, Row) and self._batcher is not None:
-                        self._batcher.add(item)  # it may find company
+                        self._batcher.admit(item)  # it may find company
                         break
 
     async def _process(self, row: Row) -> _Next:
@@ -404,10 +407,11 @@ class Engine:
         if settled is not None:  # it gave up; its last call has surely landed or died now
             self._resolve(settled)
             return _Next.RESOLVED
-        if self._images is not None:
+        if self._images is not None and row.offset not in self._prepared:
             step = await self._read_first(row)
             if step is not None:
                 return step
+        self._prepared.discard(row.offset)
         outage = self._outage
         while not self._stopping:
             if not self._may_send() or not outage.may_send(self._clock.now_s()):
@@ -445,6 +449,18 @@ class Engine:
             return _Next.STOP
         self._resolve(read)
         return _Next.RESOLVED
+
+    async def _prepare_grouped(self, row: Row) -> bool:
+        """--before-images with --batch auto: the row is read before it joins the planner, so
+        groups form from what is left to send. True when it goes; else it resolved (its case's
+        next row is admitted) or the run stops (it stays pending)."""
+        step = await self._read_first(row)
+        if step is None:
+            self._prepared.add(row.offset)
+            return True
+        if step is _Next.RESOLVED and self._batcher is not None:
+            self._batcher.advance(row.case_id)
+        return False
 
     def _may_send(self) -> bool:
         """Whether a call may go now. Not while outcomes cannot be recorded (a new send would
@@ -558,6 +574,7 @@ class Engine:
             self._failing_since.pop(outcome.offset, None)
         if self._images is not None:
             self._images.forget(outcome.offset)
+            self._prepared.discard(outcome.offset)
         self._commits.add(outcome)
         self._frontier.resolve(outcome.offset)
         if outcome.status is RowStatus.FAILED:

@@ -170,3 +170,37 @@ async def test_undo_and_verify_read_every_shard_of_a_job_checkpointed_in_dynamod
         now = values(emu)
         assert now.pop("case-0000003") == {"doubleValue": 7.0}
         assert now == {c: v for c, v in originals.items() if c != "case-0000003"}
+
+
+async def test_a_grouped_correction_with_before_images_skips_cases_that_hold_it_and_undoes(
+    tmp_path: Path,
+) -> None:
+    # One value on 30 cases (--batch auto, the default): 5 already hold it. Each case is read
+    # before its group forms; the others go in BatchUpdateCase calls and undo puts them back.
+    async with emulator(30) as emu:
+        cases = emu.service.domains["demo"].cases
+        holding = [f"case-{n:07d}" for n in range(1, 6)]
+        for case_id in holding:
+            cases[case_id].values["order_total"] = {"doubleValue": 99.0}
+        originals = values(emu)
+        job = Job(tmp_path, emu.url, [])
+        job.input.write_text(
+            "case_id,order_total\n" + "".join(f"case-{n:07d},99\n" for n in range(1, 31)),
+            encoding="utf-8",
+        )
+        grouped = ("--batch-rate", "100", "--batch-burst", "10")
+        done = await run(job, *FAST, *grouped, "--before-images")
+
+        assert done.returncode == EXIT_OK, done.stderr
+        summary = job.read_summary()
+        assert (summary["applied"], summary["unchanged"]) == (25, 5)
+        assert summary["batch_calls"] >= 1
+        assert summary["reads"] == 30
+        updated = [u["caseId"] for u in emu.service.updates]
+        assert sorted(updated) == sorted(set(cases) - set(holding))  # each once, none holding
+        assert all(v == {"doubleValue": 99.0} for v in values(emu).values())
+
+        undone = await run_cli("undo", "--checkpoint", str(job.checkpoint), *connection(job))
+
+        assert undone.returncode == EXIT_OK, undone.stderr
+        assert values(emu) == originals

@@ -7,7 +7,9 @@ Orchestration: sleeps only through the injected Clock; never imports the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+import contextlib
+import math
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +40,28 @@ class Hooks:
     may_send: Callable[[], bool]  # outcomes can be recorded and the checkpoint is held
     group_done: Callable[[str], None]  # forget the recorded group with the next commit
     tell: Callable[[str, Mapping[str, Any]], None]
+    # --before-images: read a row before it joins the planner (True: it goes, its fields cut
+    # to what differs); and record what an accepted call wrote, before its row resolves.
+    prepare: Callable[[Row], Awaitable[bool]] | None = None
+    accepted: Callable[[Row], None] = lambda row: None
 
 
 class Batcher:
     """The planner and its two feeders. `add` takes a row whose case has nothing in flight."""
 
-    __slots__ = ("_closed", "_group", "_waiters", "clock", "gate", "hooks", "planner", "sender")
+    __slots__ = (
+        "_closed",
+        "_group",
+        "_preparing",
+        "_preparing_count",
+        "_to_prepare",
+        "_waiters",
+        "clock",
+        "gate",
+        "hooks",
+        "planner",
+        "sender",
+    )
 
     def __init__(self, settings: EngineSettings, batch: BatchSettings, clock: Clock, hooks: Hooks):
         self.clock = clock
@@ -59,17 +77,34 @@ class Batcher:
         )
         self._waiters: list[anyio.Event] = []
         self._closed = False
+        # Rows new to the planner wait here for their read (--before-images), at most
+        # `concurrency` at a time; the reads' own gate paces them.
+        self._to_prepare: MemoryObjectSendStream[Row] | None = None
+        self._preparing: MemoryObjectReceiveStream[Row] | None = None
+        if hooks.prepare is not None:
+            self._to_prepare, self._preparing = anyio.create_memory_object_stream[Row](math.inf)
+        self._preparing_count = settings.concurrency
         self.sender: Any = None  # set by the engine: a sender.GroupSender
 
     def add(self, row: Row, *, alone: bool = False) -> None:
+        """A row (already read, with --before-images) joins the planner."""
         self.planner.add(row, self.clock.now_s(), alone=alone)
         self._wake()
+
+    def admit(self, row: Row) -> None:
+        """A row at the head of its case's lane, new to the planner or back from a hold: read
+        first with --before-images, then added."""
+        if self._to_prepare is None:
+            self.add(row)
+            return
+        with contextlib.suppress(anyio.ClosedResourceError):  # ending: the row stays pending
+            self._to_prepare.send_nowait(row)
 
     def advance(self, case_id: str) -> None:
         """The case's row is resolved: its next row joins the planner, if it has one."""
         row = self.hooks.next_of(case_id)
         if row is not None:
-            self.add(row)
+            self.admit(row)
 
     def close(self) -> None:
         """Every row read is resolved, or the run stops: the feeders end."""
@@ -88,12 +123,21 @@ class Batcher:
     ) -> None:
         """Feed until closed: lone rows to the workers, groups to the sender; rows coming back
         from a hold (`held`) join the planner."""
-        async with anyio.create_task_group() as group:
-            self._group = group
-            group.start_soon(self._take_back, held)
-            group.start_soon(self._feed_groups, group)
-            await self._feed_singles(to_workers)
-            group.cancel_scope.cancel()
+        preparing = self._preparing
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                group.start_soon(self._take_back, held)
+                group.start_soon(self._feed_groups, group)
+                if preparing is not None:
+                    for _ in range(self._preparing_count):
+                        group.start_soon(self._prepare, preparing.clone())
+                await self._feed_singles(to_workers)
+                group.cancel_scope.cancel()
+        finally:
+            if preparing is not None and self._to_prepare is not None:
+                preparing.close()
+                self._to_prepare.close()
 
     def sender_task(self, task: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         """Run `task(*args)` beside the feeders (a retry's wait, half of a refused group)."""
@@ -106,7 +150,15 @@ class Batcher:
     async def _take_back(self, held: MemoryObjectReceiveStream[Row]) -> None:
         async with held:
             async for row in held:
-                self.add(row)
+                self.admit(row)  # its last call's fate unknown: read again first
+
+    async def _prepare(self, rows: MemoryObjectReceiveStream[Row]) -> None:
+        prepare = self.hooks.prepare
+        assert prepare is not None
+        async with rows:
+            async for row in rows:
+                if await prepare(row):
+                    self.add(row)
 
     async def _feed_singles(self, to_workers: MemoryObjectSendStream[Row]) -> None:
         planner, clock = self.planner, self.clock

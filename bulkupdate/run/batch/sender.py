@@ -149,6 +149,7 @@ class GroupSender:
                 assert verdict.outcome is not None
                 if verdict.outcome.status is RowStatus.DONE:
                     stats.record_accept(now_s)
+                    hooks.accepted(row)  # its before-images, with the outcome
                 else:
                     stats.batch_cases_failed += 1
                 hooks.resolve(verdict.outcome)
