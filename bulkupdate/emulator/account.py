@@ -15,6 +15,7 @@ from bulkupdate.emulator.errors import (
     ServiceQuotaExceededError,
     ValidationError,
 )
+from bulkupdate.emulator.index import SearchIndex
 from bulkupdate.emulator.records import (
     FIELD_TYPES,
     READ_ONLY_FIELDS,
@@ -55,6 +56,7 @@ class CasesAccount:
         self.account_id = account_id
         self.domains: dict[str, DomainRecord] = {}
         self.updates = UpdateLog()  # every applied UpdateCase, in apply order
+        self.index = SearchIndex()  # what SearchCases reads (lagging behind writes, if set)
 
     # -- building blocks (also used for seeding) --------------------------------------------
 
@@ -153,8 +155,9 @@ class CasesAccount:
         case_id = case_id or str(uuid.uuid4())
         checked.setdefault("status", {"stringValue": "open"})
         checked["reference_number"] = {"stringValue": f"{len(domain.cases) + 1:08d}"}
-        domain.cases[case_id] = CaseRecord(case_id, template_id, checked, now_s, now_s)
-        return domain.cases[case_id]
+        case = domain.cases[case_id] = CaseRecord(case_id, template_id, checked, now_s, now_s)
+        self.index.changed(domain.domain_id, case, now_s)
+        return case
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -191,8 +194,11 @@ class CasesAccount:
             checked[field_id] = value
         return checked
 
-    def case_value(self, case: CaseRecord, field_id: str) -> Union | None:
+    def case_value(
+        self, case: CaseRecord, field_id: str, values: dict[str, Union] | None = None
+    ) -> Union | None:
+        """The case's value of a field; from `values` (what the search index shows) if given."""
         attribute = SYSTEM_DATETIME_FIELDS.get(field_id)
         if attribute is not None:
             return self.datetime_encoding.render(getattr(case, attribute))
-        return case.values.get(field_id)
+        return (case.values if values is None else values).get(field_id)

@@ -95,7 +95,8 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
         return web.json_response({"ok": True})
 
     async def configure(request: web.Request) -> web.Response:
-        """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields}}."""
+        """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields},
+        "search_lag_ms": N}."""
         # Parse everything first: a refused change must change nothing.
         try:
             change = await request.json()
@@ -111,12 +112,17 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
                 if "operations" in options:
                     options["operations"] = frozenset(options["operations"])
                 faults = dataclasses.replace(FaultConfig(), **options)
+            lag_ms = change.get("search_lag_ms")
+            if lag_ms is not None and not (isinstance(lag_ms, int | float) and lag_ms >= 0):
+                raise ValueError("search_lag_ms must be a number of milliseconds, 0 or more")
         except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"message": str(error)}, status=400)
         for operation, quota in quotas:
             emulator.set_quota(operation, quota)
         if faults is not None:
             emulator.set_faults(faults)
+        if lag_ms is not None:
+            emulator.service.index.lag_s = lag_ms / 1000
         return web.json_response({"ok": True})
 
     app.router.add_get(f"{PREFIX}/health", health)

@@ -123,6 +123,14 @@ def add_parser(commands: Any) -> None:
         help="create the demo domain 'demo' with a field of every type and N cases",
     )
     data.add_argument("--state-file", type=Path, help="persist state here across restarts")
+    data.add_argument(
+        "--search-lag-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="SearchCases reads an index this far behind writes (0): a case changed moments "
+        "ago is found by its old values",
+    )
     auth = parser.add_argument_group("authentication")
     auth.add_argument(
         "--verify-signatures",
@@ -173,6 +181,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         seed_path=args.seed,
         demo_cases=args.demo_cases,
         state_path=args.state_file,
+        search_lag_s=max(0.0, args.search_lag_ms) / 1000,
     )
     if args.credentials:
         config = replace(config, credentials=dict(args.credentials))

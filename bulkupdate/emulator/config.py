@@ -34,6 +34,9 @@ class EmulatorConfig:
     demo_cases: int = 0  # > 0 seeds the demo domain with this many cases
     state_path: Path | None = None  # persist state here across restarts
     snapshot_interval_s: float = 10.0
+    # SearchCases reads an index this far behind writes (0: none): a case changed within it is
+    # found by its old values, one created within it not at all.
+    search_lag_s: float = 0.0
 
 
 def no_quotas() -> dict[str, Quota | None]:
