@@ -31,7 +31,7 @@ from bulkupdate.checkpoint.store import (
     summary_json,
     utc_now,
 )
-from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.models import KeyResolution, Outcome, ResumePoint, RowStatus
 
 __all__ = ["MemoryCheckpointStore", "Outage"]
 
@@ -53,6 +53,7 @@ class MemoryCheckpointStore:
         "_created_at",
         "_is_open",
         "_job",
+        "_keys",
         "_now",
         "_outcomes",
         "_resume_point",
@@ -72,6 +73,7 @@ class MemoryCheckpointStore:
         ] = {}  # failed rows, and done rows at/after the resume point
         self._totals: dict[RowStatus, int] = all_totals({})
         self._counters: dict[str, int] = {}
+        self._keys: dict[tuple[str, str], tuple[str, ...]] = {}  # (field id, key) -> case ids
         self._runs: list[RunRecord] = []
         self._created_at = self._updated_at = now()
         self.outage: Outage | None = None  # set by a test: every commit fails until cleared
@@ -91,6 +93,7 @@ class MemoryCheckpointStore:
             self._outcomes = {}
             self._totals = all_totals({})
             self._counters = {}
+            self._keys = {}
             self._runs = []
             self._created_at = self._updated_at = self._now()
         self._runs = [
@@ -138,6 +141,17 @@ class MemoryCheckpointStore:
         failed = [o for o in self._outcomes.values() if o.status == RowStatus.FAILED]
         for outcome in sorted(failed, key=lambda o: o.offset):
             yield outcome
+
+    async def record_keys(self, resolutions: Sequence[KeyResolution]) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        for found in resolutions:
+            self._keys.setdefault((found.field_id, found.key), found.case_ids)
+
+    async def resolved_keys(self, field_id: str) -> Mapping[str, tuple[str, ...]]:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        return {key: ids for (field, key), ids in self._keys.items() if field == field_id}
 
     async def status(self) -> JobStatus:
         await anyio.lowlevel.checkpoint()
