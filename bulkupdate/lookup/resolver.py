@@ -22,7 +22,7 @@ from bulkupdate.fields.coerce import ValueRejected
 from bulkupdate.fields.rows import Row, rejected
 from bulkupdate.input.sources import Record
 from bulkupdate.lookup.keys import MatchField
-from bulkupdate.lookup.plan import LookupPlan
+from bulkupdate.lookup.plan import BATCH_KEYS, LookupPlan
 from bulkupdate.models import CasePage, FoundCase, KeyResolution, Outcome, WireValue
 from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
 from bulkupdate.pacing.retry import GiveUp, RetryPolicy
@@ -326,3 +326,23 @@ class Resolver:
 
     async def _wait(self) -> None:
         await self._changed.wait()
+
+
+async def cases_of_keys(
+    search: CaseSearch, match: MatchField, raw_keys: Sequence[str]
+) -> list[str]:
+    """The cases of the first (up to 10) distinct keys, in one search: start-up reads that need
+    some of the job's case ids (DateTime detection) before the resolver runs."""
+    keys: dict[str, WireValue] = {}
+    for raw in raw_keys:
+        try:
+            key = match.key(raw)
+        except ValueRejected:
+            continue
+        keys.setdefault(key.text, key.value)
+        if len(keys) == BATCH_KEYS:
+            break
+    if not keys:
+        return []
+    page = await search.search_cases(match.field_id, list(keys.values()), max_results=PAGE_SIZE)
+    return [case.case_id for case in page.cases]
