@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -81,11 +81,22 @@ class LookupStats:
 
 @dataclass(slots=True)
 class _Held:
-    """A chunk read ahead: each row's key, and the keys still unsettled."""
+    """A chunk read ahead: each row's key (None: no search needed), and how much of it has
+    been handed on."""
 
     chunk: Chunk
     keys: list[str | None]
-    waiting: set[str] = field(default_factory=set)
+    handed: int = 0
+
+    def ready(self, plan: LookupPlan) -> int:
+        """Where the records whose keys are all settled end, from the first not handed on."""
+        end, keys = self.handed, self.keys
+        while end < len(keys):
+            key = keys[end]
+            if key is not None and not plan.final(key):
+                break
+            end += 1
+        return end
 
 
 class Resolver:
@@ -145,27 +156,33 @@ class Resolver:
     # -- the engine's side -----------------------------------------------------------------
 
     async def next_chunk(self) -> Chunk:
-        """The next chunk in input order with its rows' cases found; [] at the end."""
+        """The next records in input order, each row's case found: as many as are settled
+        (a chunk read ahead is handed on in parts, so the writers start on its first rows
+        while its last keys are still searched); [] at the end."""
         while True:
-            if self._ahead and not self._ahead[0].waiting:
-                held = self._ahead.popleft()
-                self._wake()  # room to read ahead
-                return self._settled(held)
-            if not self._ahead and self._eof:
+            if self._ahead:
+                head = self._ahead[0]
+                end = head.ready(self.plan)
+                if end == len(head.chunk):
+                    self._ahead.popleft()
+                    self._wake()  # room to read ahead
+                if end > head.handed:
+                    start, head.handed = head.handed, end
+                    return self._settled(head, start, end)
+            elif self._eof:
                 return []
             self._consumer_waiting = True
             self._wake()  # a partial batch may go now
             await self._wait()
             self._consumer_waiting = False
 
-    def _settled(self, held: _Held) -> Chunk:
-        chunk = held.chunk
-        for index, key in enumerate(held.keys):
-            if key is None:
-                continue
-            record, row = chunk[index]
-            chunk[index] = (record, self._decided(record, row, key))
-        return chunk
+    def _settled(self, held: _Held, start: int, end: int) -> Chunk:
+        part = held.chunk[start:end]
+        for index, key in enumerate(held.keys[start:end]):
+            if key is not None:
+                record, row = part[index]
+                part[index] = (record, self._decided(record, row, key))
+        return part
 
     def _decided(self, record: Record, row: Row, key: str) -> Row | Outcome:
         plan, field_id = self.plan, self._match.field_id
@@ -224,8 +241,6 @@ class Resolver:
                 continue
             held.keys[index] = key.text
             plan.want(key.text, key.value)
-            if not plan.final(key.text):
-                held.waiting.add(key.text)
         return held
 
     # -- searching ---------------------------------------------------------------------------
@@ -300,10 +315,7 @@ class Resolver:
         return decision.delay_s
 
     def _settle(self, keys: Sequence[str]) -> None:
-        done = {key for key in keys if self.plan.final(key)}
-        if done:
-            for held in self._ahead:
-                held.waiting -= done
+        if any(self.plan.final(key) for key in keys):
             self._wake()
 
     async def _record(self, settled: list[KeyResolution]) -> None:
