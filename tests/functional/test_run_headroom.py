@@ -106,7 +106,9 @@ async def test_agents_under_the_headroom_are_hardly_refused_and_the_job_gets_its
     job, agents, (start_s, end_s), events = await run_beside_agents(tmp_path, 5.0)
     assert agents.refused_share(start_s, end_s) <= 0.02
     rate_per_s = job.read_summary()["achieved_rate_per_s"]
-    assert 0.8 * 40 <= rate_per_s <= 1.05 * 40  # its share of 50/s, never more
+    # Its share of 50/s, never more. Loosely from below: on a loaded machine the emulator and the
+    # agents (in this process) stall and bunch their saves, and the job may give way once (x 0.7).
+    assert 0.6 * 40 <= rate_per_s <= 1.05 * 40
     assert regimes(events)[0] == "share"
 
 

@@ -861,7 +861,7 @@ async def test_flags_override_the_environment_which_overrides_the_job_file(
     )
 
     assert result.returncode == 0, result.stderr
-    assert f"(--rate {rate} less 20% headroom), burst 1" in result.stderr
+    assert f"burst 1 (--rate {rate} less 20% headroom)" in result.stderr
 
 
 # --- order -----------------------------------------------------------------------------------
