@@ -19,7 +19,7 @@ import structlog
 
 from bulkupdate.aws.s3 import is_s3
 from bulkupdate.checkpoint.store import DYNAMODB, CheckpointError, FingerprintMismatchError
-from bulkupdate.config import RunConfig
+from bulkupdate.config import FailureBudget, RunConfig
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.fields.rows import Row, prepare
@@ -75,6 +75,7 @@ async def dry_run(job: Job) -> int:
                     keys = await dry_run_keys(job, job.match, api, columns, unresolved)
                     failed, to_send, unchanged = keys.failed, keys.to_send, keys.unchanged
                     passed_over, keys_text, records = skipped[0], keys.text(), iter(())
+                    stop_line = _budget_line(config.max_failures, failed, to_send + unchanged)
         except CallError as error:
             log.error("dry_run_aborted", code=error.code, message=error.message)
             return EXIT_ABORTED
@@ -117,6 +118,16 @@ async def dry_run(job: Job) -> int:
         )
     print(f"dry run: {counts}; {_estimate(config, to_send)}. Nothing was sent.", file=sys.stderr)
     return EXIT_FAILED_ROWS if failed else EXIT_OK
+
+
+def _budget_line(budget: FailureBudget | None, failed: list[Outcome], others: int) -> int | None:
+    """Where the budget would stop a run, for failures counted apart from the rows around them
+    (with --match-field): exact for a number of rows, at most that late for a percentage."""
+    resolved = others + len(failed)
+    for count, outcome in enumerate(failed, start=1):
+        if budget is not None and budget.exceeded(count, resolved):
+            return outcome.line
+    return None
 
 
 def _unresolved(
