@@ -66,6 +66,10 @@ RUN_FLAGS = (
     "metrics_port",
     "shard",
     "create_table",
+    "match_field",
+    "match_retry_s",
+    "search_rate",
+    "search_burst",
 )
 # What an input's name ends with (before .gz): given as JOB.toml, it was meant for --input.
 INPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".tsv", ".txt")
@@ -192,6 +196,22 @@ def add_run_parser(commands: Any) -> None:
         help="apply only this shard's cases (0-based INDEX; without it, JOB_COMPLETION_INDEX "
         "or AWS_BATCH_JOB_ARRAY_INDEX); --rate and --burst are shared by the COUNT shards",
     )
+    lookup = parser.add_argument_group("rows keyed by another system's id")
+    lookup.add_argument(
+        "--match-field",
+        metavar="FIELD",
+        help="the case-id column holds a value of this field (id or name), not a case id: "
+        "each row's case is found with SearchCases",
+    )
+    lookup.add_argument(
+        "--match-retry-s",
+        type=float,
+        metavar="S",
+        help="search a key that matched no case once more after S seconds, as the search index "
+        "lags behind writes (10; 0: fail it at once)",
+    )
+    lookup.add_argument("--search-rate", type=float, help="SearchCases calls/s ceiling (2)")
+    lookup.add_argument("--search-burst", type=int, help="SearchCases burst (10)")
     data = parser.add_argument_group("input")
     data.add_argument("--case-id-column", help="column with the case id (default case_id)")
     data.add_argument("--blank", choices=["skip", "clear"], help="blank cells (default skip)")

@@ -131,6 +131,13 @@ class RunConfig:
     create_table: bool = True  # create a missing dynamodb:// checkpoint table on first use
     # Seconds a dynamodb:// checkpoint stays claimed by a run that stopped renewing it (killed).
     checkpoint_lease: float = 60.0
+    # The case-id column holds a value of this field (id or name): SearchCases finds the case.
+    match_field: str | None = None
+    # A key that matched no case is searched once more this many seconds later (0: never): the
+    # search index lags behind writes, and cases created just before the run may not be in it.
+    match_retry_s: float = 10.0
+    search_rate: float = 2.0  # SearchCases calls per second: AWS's default quota
+    search_burst: int = 10
     mapping: FieldMapping = field(default_factory=FieldMapping)  # job file tables only
     job_file: str | None = None  # where the settings came from, to name its keys in errors
 
@@ -156,6 +163,13 @@ def _headroom(value: Any) -> float:
         number = math.nan
     if not 0.0 <= number < 100.0:  # NaN fails too
         raise ValueError("must be a percentage from 0 up to (not including) 100")
+    return number
+
+
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a number of seconds, 0 or more")
     return number
 
 
@@ -278,6 +292,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "metrics_port": _port,
     "create_table": _flag,
     "checkpoint_lease": _positive_float,
+    "match_retry_s": _seconds,
+    "search_rate": _rate,
+    "search_burst": _positive_int,
 }
 SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in ("mapping", "job_file"))
 # Paths in a job file are relative to the job file's folder, so a job and its data travel together.

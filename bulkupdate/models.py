@@ -114,6 +114,35 @@ class BatchOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class FoundCase:
+    """One case SearchCases returned: its id and the searched field's value as the index shows
+    it (None when the case has none)."""
+
+    case_id: str
+    value: WireValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class CasePage:
+    """One page of SearchCases: the cases, the token of the next page (None: the last), and
+    how many cases matched in all."""
+
+    cases: tuple[FoundCase, ...]
+    next_token: str | None = None
+    total_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResolution:
+    """What a search found for one key (a value of the match field, as its canonical text):
+    no case, one case (the row's case), or several (its rows fail: ambiguous)."""
+
+    field_id: str
+    key: str
+    case_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ResumePoint:
     """Where the next run starts reading: every record before `offset` is resolved."""
 

@@ -49,6 +49,7 @@ from bulkupdate.checkpoint.dynamodb_items import (
     run_attr,
     versioned_update,
 )
+from bulkupdate.checkpoint.dynamodb_keys import keys_item, keys_prefix, read_keys
 from bulkupdate.checkpoint.images import FieldImage, ImageChange
 from bulkupdate.checkpoint.store import (
     DYNAMODB,
@@ -67,7 +68,7 @@ from bulkupdate.checkpoint.store import (
     summary_json,
     utc_now,
 )
-from bulkupdate.models import Outcome, ResumePoint, Shard, parse_shard
+from bulkupdate.models import KeyResolution, Outcome, ResumePoint, Shard, parse_shard
 
 __all__ = ["DYNAMODB", "DynamoDbCheckpointStore", "shard_statuses"]
 
@@ -256,6 +257,22 @@ class DynamoDbCheckpointStore:
         while waiting:
             yield heapq.heappop(waiting)[1]
 
+    async def record_keys(self, resolutions: Sequence[KeyResolution]) -> None:
+        """One PutItem of its own (no lease condition: a key's answer is the same whoever
+        writes it); items of an older generation are never read."""
+        if self._meta is None:
+            raise RuntimeError("checkpoint store is not open")
+        # Sort keys in write order: a key written twice keeps the first answer when read back.
+        order = f"{time.time_ns():020d}{_token()}"
+        item = keys_item(self._pk, self._shard, self._meta.gen, order, resolutions)
+        await self._table.call("put_item", TableName=self._table.name, Item=item)
+
+    async def resolved_keys(self, field_id: str) -> Mapping[str, tuple[str, ...]]:
+        if self._meta is None:
+            raise RuntimeError("checkpoint store is not open")
+        items = self._table.query(self._pk, keys_prefix(self._shard, self._meta.gen))
+        return read_keys([item async for item in items], field_id)
+
     async def status(self) -> JobStatus:
         return (await self._read_meta()).status(self._now())
 
@@ -360,8 +377,7 @@ class DynamoDbCheckpointStore:
     async def _forget_other_generations(self, gen: str) -> None:
         """Delete failure pages of a wiped or vanished checkpoint. They are unreachable already
         (the meta item names another generation): this only stops paying for their storage."""
-        for kind in ("fail", "img"):
-            prefix = f"{kind}#{self._shard}#"
+        for prefix in (f"fail#{self._shard}#", f"img#{self._shard}#", keys_prefix(self._shard)):
             stale = [
                 {"pk": attr_s(self._pk), "sk": item["sk"]}
                 async for item in self._table.query(self._pk, prefix, ProjectionExpression="sk")

@@ -66,7 +66,15 @@ from botocore.retries import standard
 from bulkupdate.aws.batch import batch_outcome, batch_request, refused
 from bulkupdate.aws.model import add_extras
 from bulkupdate.errors import CallError, ConfigError, ErrorKind
-from bulkupdate.models import BatchOutcome, Field, FieldOption, FieldType, WireValue
+from bulkupdate.models import (
+    BatchOutcome,
+    CasePage,
+    Field,
+    FieldOption,
+    FieldType,
+    FoundCase,
+    WireValue,
+)
 
 
 def _applies_when(node: Any) -> Iterator[dict[str, Any]]:
@@ -332,6 +340,32 @@ class BotocoreCases:
             token = response.get("nextToken")
             if not token:
                 return values
+
+    async def search_cases(
+        self,
+        field_id: str,
+        values: Sequence[WireValue],
+        *,
+        next_token: str | None = None,
+        max_results: int = 100,
+    ) -> CasePage:
+        """One page of the cases whose `field_id` equals any of `values` (at most 10: SearchCases'
+        `orAll` takes no more), each with that field's value. Paced by the caller."""
+        equal = [{"field": {"equalTo": {"id": field_id, "value": v}}} for v in values]
+        params: dict[str, Any] = {
+            "domainId": self._domain_id,
+            "filter": equal[0] if len(equal) == 1 else {"orAll": equal},
+            "fields": [{"id": field_id}],
+            "maxResults": max_results,
+        }
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("search_cases", **params)
+        found = []
+        for item in response.get("cases") or ():
+            returned = {f["id"]: f["value"] for f in item.get("fields") or ()}
+            found.append(FoundCase(item["caseId"], returned.get(field_id)))
+        return CasePage(tuple(found), response.get("nextToken"), response.get("totalCount"))
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         limiter = self._limiters.get(operation)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from bulkupdate.checkpoint import sqlite_keys
 from bulkupdate.checkpoint.images import FieldImage, ImageChange, decode_value, encode_value
 from bulkupdate.checkpoint.lock import RunLock
 from bulkupdate.checkpoint.sqlite_files import (
@@ -46,7 +47,7 @@ from bulkupdate.checkpoint.store import (
     summary_json,
     utc_now,
 )
-from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.models import KeyResolution, Outcome, ResumePoint, RowStatus
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "SqliteCheckpointStore"]
 
@@ -221,6 +222,19 @@ class SqliteCheckpointStore:
                 return
             after_offset = page[-1].offset
 
+    async def record_keys(self, resolutions: Sequence[KeyResolution]) -> None:
+        self._check_running()
+        await self._call(partial(self._keys_sync, list(resolutions)))
+
+    async def resolved_keys(self, field_id: str) -> Mapping[str, tuple[str, ...]]:
+        self._check_running()
+        return await self._call(lambda: sqlite_keys.read(self._connect(create=False), field_id))
+
+    def _keys_sync(self, resolutions: list[KeyResolution]) -> None:
+        conn = self._connect(create=False)
+        with _transaction(conn):
+            sqlite_keys.record(conn, resolutions)
+
     async def status(self) -> JobStatus:
         return await self._call(self._status_sync)
 
@@ -349,7 +363,9 @@ class SqliteCheckpointStore:
             if stored is not None and stored[0] != job and not restart:
                 raise FingerprintMismatchError(str(self._path), stored[0], job)
             conn.execute(_GROUPS_TABLE)
+            conn.execute(sqlite_keys.CREATE)  # missing in checkpoints made before --match-field
             if stored is None or restart:
+                conn.execute(sqlite_keys.FORGET)
                 for table in ("job", "outcomes", "totals", "counters", "runs", "batch_groups"):
                     conn.execute(f"DELETE FROM {table}")
                 conn.execute("DROP TABLE IF EXISTS images")

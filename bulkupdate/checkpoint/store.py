@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from bulkupdate.checkpoint.images import FieldImage, ImageChange
 from bulkupdate.errors import BulkUpdateError
-from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.models import KeyResolution, Outcome, ResumePoint, RowStatus
 
 __all__ = [
     "DYNAMODB",
@@ -253,6 +253,17 @@ class CheckpointStore(Protocol):
 
     def failed_rows(self) -> AsyncIterator[Outcome]:
         """Every failed row of the job, by offset, with its raw bytes, code and message."""
+        ...
+
+    async def record_keys(self, resolutions: Sequence[KeyResolution]) -> None:
+        """Keep what searches found for keys of the match field (`--match-field`), so a resumed
+        run does not search them again. A key recorded before keeps its first answer. Needs an
+        open run; `--restart` forgets them with the rest of the job."""
+        ...
+
+    async def resolved_keys(self, field_id: str) -> Mapping[str, tuple[str, ...]]:
+        """Every key of `field_id` recorded for the job, with its case ids (none: no case matched;
+        several: ambiguous). Needs an open run."""
         ...
 
     async def status(self) -> JobStatus:

@@ -15,6 +15,7 @@ from bulkupdate.emulator.errors import (
     ServiceQuotaExceededError,
     ValidationError,
 )
+from bulkupdate.emulator.index import SearchIndex
 from bulkupdate.emulator.records import (
     FIELD_TYPES,
     READ_ONLY_FIELDS,
@@ -57,6 +58,7 @@ class CasesAccount:
         self.domains: dict[str, DomainRecord] = {}
         self.updates = UpdateLog()  # every case update applied, in apply order
         self.batch_tokens = ClientTokens()  # BatchUpdateCase's clientTokens, account-wide
+        self.index = SearchIndex()  # what SearchCases reads (lagging behind writes, if set)
 
     # -- building blocks (also used for seeding) --------------------------------------------
 
@@ -155,8 +157,9 @@ class CasesAccount:
         case_id = case_id or str(uuid.uuid4())
         checked.setdefault("status", {"stringValue": "open"})
         checked["reference_number"] = {"stringValue": f"{len(domain.cases) + 1:08d}"}
-        domain.cases[case_id] = CaseRecord(case_id, template_id, checked, now_s, now_s)
-        return domain.cases[case_id]
+        case = domain.cases[case_id] = CaseRecord(case_id, template_id, checked, now_s, now_s)
+        self.index.changed(domain.domain_id, case, now_s)
+        return case
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -205,22 +208,28 @@ class CasesAccount:
         client_token: str | None = None,
     ) -> None:
         """Apply checked values to one case and log it (`client_token`: from a batch call)."""
-        self.set_values(case, checked)
+        self.set_values(domain.domain_id, case, checked)
         self.updates.append(
             domain.domain_id, case.case_id, fields, performed_by, case.updated_s, client_token
         )
 
-    def set_values(self, case: CaseRecord, checked: dict[str, Union]) -> None:
-        """Put checked values on a case (an empty value clears the field); not logged."""
+    def set_values(self, domain_id: str, case: CaseRecord, checked: dict[str, Union]) -> None:
+        """Put checked values on a case (an empty value clears the field), and tell the search
+        index; not logged."""
+        self.index.changing(domain_id, case)
         for field_id, value in checked.items():
             if "emptyValue" in value:
                 case.values.pop(field_id, None)
             else:
                 case.values[field_id] = value
         case.updated_s = self.wall_s()
+        self.index.changed(domain_id, case, case.updated_s)
 
-    def case_value(self, case: CaseRecord, field_id: str) -> Union | None:
+    def case_value(
+        self, case: CaseRecord, field_id: str, values: dict[str, Union] | None = None
+    ) -> Union | None:
+        """The case's value of a field; from `values` (what the search index shows) if given."""
         attribute = SYSTEM_DATETIME_FIELDS.get(field_id)
         if attribute is not None:
             return self.datetime_encoding.render(getattr(case, attribute))
-        return case.values.get(field_id)
+        return (case.values if values is None else values).get(field_id)

@@ -120,7 +120,7 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
 
     async def configure(request: web.Request) -> web.Response:
         """{"quotas": {"UpdateCase": "50/50" | null}, "faults": {FaultConfig fields},
-        "token_window_s": S}."""
+        "token_window_s": S, "search_lag_ms": N}."""
         # Parse everything first: a refused change must change nothing.
         try:
             change = await request.json()
@@ -140,6 +140,9 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
             window_s = change.get("token_window_s")
             if window_s is not None and not (isinstance(window_s, int | float) and window_s >= 0):
                 raise ValueError("token_window_s must be a number of seconds, at least 0")
+            lag_ms = change.get("search_lag_ms")
+            if lag_ms is not None and not (isinstance(lag_ms, int | float) and lag_ms >= 0):
+                raise ValueError("search_lag_ms must be a number of milliseconds, 0 or more")
         except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"message": str(error)}, status=400)
         for operation, quota in quotas:
@@ -148,6 +151,8 @@ def add_routes(app: web.Application, emulator: RunningEmulator) -> None:
             emulator.set_faults(faults)
         if window_s is not None:
             emulator.service.batch_tokens.window_s = float(window_s)
+        if lag_ms is not None:
+            emulator.service.index.lag_s = lag_ms / 1000
         return web.json_response({"ok": True})
 
     app.router.add_get(f"{PREFIX}/health", health)

@@ -158,6 +158,14 @@ def add_parser(commands: Any) -> None:
         "answer the first response again, nothing applied (default 28800 = 8 h; AWS does not "
         "publish its window)",
     )
+    parser.add_argument(
+        "--search-lag-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="SearchCases reads an index this far behind writes (0): a case changed moments "
+        "ago is found by its old values",
+    )
     auth = parser.add_argument_group("authentication")
     auth.add_argument(
         "--verify-signatures",
@@ -215,6 +223,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         demo_cases=args.demo_cases,
         state_path=args.state_file,
         token_window_s=args.token_window,
+        search_lag_s=max(0.0, args.search_lag_ms) / 1000,
     )
     if args.credentials:
         config = replace(config, credentials=dict(args.credentials))

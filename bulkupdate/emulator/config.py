@@ -37,6 +37,9 @@ class EmulatorConfig:
     snapshot_interval_s: float = 10.0
     # How long BatchUpdateCase remembers a clientToken (AWS does not publish its window).
     token_window_s: float = DEFAULT_TOKEN_WINDOW_S
+    # SearchCases reads an index this far behind writes (0: none): a case changed within it is
+    # found by its old values, one created within it not at all.
+    search_lag_s: float = 0.0
 
 
 def no_quotas() -> dict[str, Quota | None]:

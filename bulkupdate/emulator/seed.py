@@ -24,6 +24,7 @@ DEMO_FIELDS = (
     ("owner", "Owner", "User", False),
     ("notes", "Notes", "Text", True),
     ("account_code", "Account code", "Text", False),
+    ("legacy_ticket", "Legacy ticket", "Text", False),  # another system's id: --match-field
 )
 DEMO_PRIORITY_OPTIONS = (
     {"name": "Low", "value": "low", "active": True},
@@ -36,6 +37,11 @@ DEMO_PRIORITY_OPTIONS = (
 
 def demo_case_id(index: int) -> str:
     return f"case-{index:07d}"
+
+
+def demo_legacy_ticket(index: int) -> str:
+    """The legacy CRM's ticket number of demo case `index` (jobs/legacy-crm-export.csv)."""
+    return f"CRM-{70000 + index}"
 
 
 def demo_document(cases: int) -> dict[str, Any]:
@@ -63,7 +69,11 @@ def demo_document(cases: int) -> dict[str, Any]:
                     {
                         "id": demo_case_id(index),
                         "template": DEMO_TEMPLATE_ID,
-                        "fields": {"title": f"Demo case {index}", "priority": "low"},
+                        "fields": {
+                            "title": f"Demo case {index}",
+                            "priority": "low",
+                            "legacy_ticket": demo_legacy_ticket(index),
+                        },
                     }
                     for index in range(1, cases + 1)
                 ],

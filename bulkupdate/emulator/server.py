@@ -109,6 +109,7 @@ class Emulator:
             persist.load(self.service, config.state_path)
         else:
             seed.apply(self.service, config.seed_path, config.demo_cases)
+        self.service.index.lag_s = config.search_lag_s  # seeded cases are indexed already
 
     def set_quota(self, operation: str, quota: Quota | None) -> None:
         limits = dict(self.quotas.limits)

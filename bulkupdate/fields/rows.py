@@ -40,6 +40,9 @@ class Row:
     attempts: int = 0  # calls made, of any outcome
     throttles: int = 0  # of those, throttled: they never use up --max-attempts
     transient_failures: int = 0  # 5xx, timeouts, dropped connections
+    # With --match-field: the cell's key, which found `case_id`. Outcomes name the row by it, as
+    # the input does (the failures file and its overtaken cells match rows by that column).
+    key: str | None = None
 
     def outcome(
         self, status: RowStatus, code: str | None = None, message: str | None = None
@@ -48,7 +51,7 @@ class Row:
         return Outcome(
             self.offset,
             self.line,
-            self.case_id,
+            self.case_id if self.key is None else self.key,
             status,
             code,
             message,

@@ -51,6 +51,14 @@ COUNTERS = (
     ),
     ("bulkupdate_groups_split", "Groups refused whole and split to isolate a row", "groups_split"),
 )
+# Only with --match-field: the lookup's searches and the keys they settled.
+LOOKUP_COUNTERS = (
+    ("bulkupdate_searchcases_calls", "SearchCases calls finding rows' cases", "searches"),
+    ("bulkupdate_search_throttles", "SearchCases ThrottlingException answers", "search_throttles"),
+    ("bulkupdate_keys_found", "Keys that matched one case", "keys_found"),
+    ("bulkupdate_keys_not_found", "Keys that matched no case", "keys_not_found"),
+    ("bulkupdate_keys_ambiguous", "Keys that matched several cases", "keys_ambiguous"),
+)
 GAUGES = (
     ("bulkupdate_rate_per_second", "Current adaptive UpdateCase rate", "rate_per_s"),
     (
@@ -105,6 +113,9 @@ class RunCollector(Collector):
         yield rows
         for name, doc, key in COUNTERS:
             yield _family(CounterMetricFamily, name, doc, labels, values, data[key])
+        for name, doc, key in LOOKUP_COUNTERS:
+            if key in data:
+                yield _family(CounterMetricFamily, name, doc, labels, values, data[key])
         for name, doc, key in GAUGES:
             if data[key] is not None:  # rows_left: unknown for stdin, S3 and shards
                 yield _family(GaugeMetricFamily, name, doc, labels, values, data[key])

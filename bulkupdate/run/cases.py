@@ -10,10 +10,13 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from bulkupdate.fields.schema import FieldUpdate
+from bulkupdate.lookup.resolver import CaseSearch
 from bulkupdate.models import BatchOutcome, Field, FieldOption, WireValue
 
 
-class CasesApi(Protocol):
+class CasesApi(CaseSearch, Protocol):
+    """UpdateCase and the reads a run makes; SearchCases (`CaseSearch`) for --match-field."""
+
     async def update_case(
         self, case_id: str, fields: Sequence[FieldUpdate], performed_by: dict[str, str] | None
     ) -> None: ...

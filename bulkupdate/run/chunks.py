@@ -31,7 +31,15 @@ Chunk = list[tuple[Record, Row | Outcome | Skip]]
 class Chunks:
     """The input as chunks of at most READ_CHUNK prepared records; an empty chunk at its end."""
 
-    __slots__ = ("_columns", "_records", "_shard", "_skip_before", "_stopped", "resolved_before")
+    __slots__ = (
+        "_columns",
+        "_records",
+        "_route",
+        "_shard",
+        "_skip_before",
+        "_stopped",
+        "resolved_before",
+    )
 
     def __init__(
         self,
@@ -42,8 +50,10 @@ class Chunks:
         resolved_before: frozenset[int],
         shard: Shard | None,
         stopped: Callable[[], bool],
+        route: Callable[[str], str] | None = None,
     ) -> None:
         self._records = records
+        self._route = route  # the case id column's text -> what shards route by (a match key)
         self._columns = columns
         self._skip_before = skip_before  # a re-read stream's records before the resume point
         self.resolved_before = resolved_before  # by earlier runs, beyond the resume point
@@ -64,6 +74,8 @@ class Chunks:
                 continue
             if shard is not None:  # decided before coercion: each shard coerces its rows only
                 case_id = case_id_of(record.values, columns.case_id_column)
+                if case_id and self._route is not None:
+                    case_id = self._route(case_id)
                 if not (shard.owns(case_id) if case_id else shard.owns_caseless()):
                     chunk.append((record, Skip.OTHER_SHARD))
                     continue

@@ -9,6 +9,7 @@ GetCase) and the checkpoint; never calls UpdateCase nor writes to a checkpoint.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import BinaryIO
@@ -18,15 +19,17 @@ import structlog
 
 from bulkupdate.aws.s3 import is_s3
 from bulkupdate.checkpoint.store import DYNAMODB, CheckpointError, FingerprintMismatchError
-from bulkupdate.config import RunConfig
+from bulkupdate.config import FailureBudget, RunConfig
 from bulkupdate.errors import CallError
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.fields.rows import Row, prepare
+from bulkupdate.input.sources import Record
 from bulkupdate.models import Outcome
 from bulkupdate.report.failures import write_failures
 from bulkupdate.report.figures import duration_text
 from bulkupdate.report.outputs import published
 from bulkupdate.run.batch.grouping import CallCount
+from bulkupdate.run.matching import dry_run_keys
 from bulkupdate.run.startup import Job, RemoteInput, fingerprint_input, open_input, peek
 from bulkupdate.run.stores import job_identity, legacy_identity, open_store
 
@@ -63,11 +66,18 @@ async def dry_run(job: Job) -> int:
     to_send = unchanged = passed_over = 0
     count = CallCount(config.batch_size if config.batch == "auto" else 1)
     budget, stop_line = config.max_failures, None  # where the budget would stop a run
+    keys_text = ""
     with source:
         head, records = peek(iter(source))
         try:
-            async with job.connect(source, head) as (_, columns):
-                pass  # only the schema is needed: no update is ever sent
+            async with job.connect(source, head) as (api, columns):
+                if job.match is not None:  # --match-field: search the keys (reads only)
+                    skipped = [0]
+                    unresolved = _unresolved(records, resolved, skipped)
+                    keys = await dry_run_keys(job, job.match, api, columns, unresolved, count)
+                    failed, to_send, unchanged = keys.failed, keys.to_send, keys.unchanged
+                    passed_over, keys_text, records = skipped[0], keys.text(), iter(())
+                    stop_line = _budget_line(config.max_failures, failed, to_send + unchanged)
         except CallError as error:
             log.error("dry_run_aborted", code=error.code, message=error.message)
             return EXIT_ABORTED
@@ -99,7 +109,7 @@ async def dry_run(job: Job) -> int:
             encoding=config.encoding,
         )
     counts = f"{to_send} rows to send, {len(failed)} would fail (see {failures}), "
-    counts += f"{unchanged} with nothing to change"
+    counts += f"{unchanged} with nothing to change{keys_text}"
     if passed_over:
         counts += f", {passed_over} applied or failed by earlier runs (a resume skips them)"
     if budget is not None:
@@ -111,6 +121,27 @@ async def dry_run(job: Job) -> int:
         )
     print(f"dry run: {counts}; {_estimate(config, count)}. Nothing was sent.", file=sys.stderr)
     return EXIT_FAILED_ROWS if failed else EXIT_OK
+
+
+def _budget_line(budget: FailureBudget | None, failed: list[Outcome], others: int) -> int | None:
+    """Where the budget would stop a run, for failures counted apart from the rows around them
+    (with --match-field): exact for a number of rows, at most that late for a percentage."""
+    resolved = others + len(failed)
+    for count, outcome in enumerate(failed, start=1):
+        if budget is not None and budget.exceeded(count, resolved):
+            return outcome.line
+    return None
+
+
+def _unresolved(
+    records: Iterator[Record], resolved: Resolved, skipped: list[int]
+) -> Iterator[Record]:
+    """The records a run would read, counting those a resume passes over in `skipped[0]`."""
+    for record in records:
+        if record.offset in resolved:
+            skipped[0] += 1
+        else:
+            yield record
 
 
 def _estimate(config: RunConfig, count: CallCount) -> str:

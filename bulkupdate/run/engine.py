@@ -24,6 +24,7 @@ from bulkupdate.errors import BulkUpdateError, CallError, ErrorKind
 from bulkupdate.fields.rows import Row
 from bulkupdate.fields.schema import ColumnMap
 from bulkupdate.input.sources import Record
+from bulkupdate.lookup.resolver import Resolver
 from bulkupdate.models import Outcome, ResumePoint, RowStatus
 from bulkupdate.pacing.adaptive import Regime
 from bulkupdate.pacing.gate import SLOT_CHECK_S, RateGate
@@ -92,6 +93,7 @@ class Engine:
         resume_hold: ResumeHold | None = None,
         totals_before: Mapping[RowStatus, int] | None = None,
         pending_images: Pending | None = None,
+        lookup: Resolver | None = None,
     ) -> None:
         self._settings = settings
         self._api = api
@@ -116,7 +118,11 @@ class Engine:
             resolved_before=resolved_offsets,
             shard=settings.shard,
             stopped=self._stopped,
+            route=lookup.route if lookup is not None else None,
         )
+        self._lookup = lookup  # --match-field: finds each row's case between reader and lanes
+        if lookup is not None:
+            lookup.attach(self._read_chunk, stopped=self._stopped, fail=self._fail)
         self._frontier = Frontier(resume_point)
         self._commits = Commits(
             store,
@@ -226,6 +232,8 @@ class Engine:
             async with anyio.create_task_group() as outer:
                 self._outer = outer
                 outer.start_soon(self._flush_every_interval)
+                if self._lookup is not None:
+                    outer.start_soon(self._lookup.run)
                 # Batching: lone rows go to the workers only when one is free (no buffer), so
                 # they can still find company while the UpdateCase workers are busy.
                 room = self._settings.concurrency if batcher is None else 0
@@ -323,7 +331,8 @@ class Engine:
                 while frontier.pending - holds.held >= self._max_pending:
                     self._room = anyio.Event()
                     await self._room.wait()
-                chunk = await anyio.to_thread.run_sync(self._chunks.next, abandon_on_cancel=True)
+                lookup = self._lookup
+                chunk = await (self._read_chunk() if lookup is None else lookup.next_chunk())
                 if not chunk or self._stopping:  # a stop while the thread parsed: drop it
                     break
                 if not await self._may_dispatch(chunk):
@@ -362,6 +371,9 @@ class Engine:
             while frontier.pending and not self._stopping:
                 self._room = anyio.Event()
                 await self._room.wait()
+
+    async def _read_chunk(self) -> Chunk:
+        return await anyio.to_thread.run_sync(self._chunks.next, abandon_on_cancel=True)
 
     async def _may_dispatch(self, chunk: Chunk) -> bool:
         """Record that the chunk's rows may be sent before any of them is (see DISPATCHED_TO).
@@ -620,4 +632,5 @@ class Engine:
             "resume_offset": self._frontier.resume_point().offset,
             "held": self._holds.held,
             "outage": self._outage.active,
+            **(self._lookup.stats.counters() if self._lookup is not None else {}),
         }

@@ -45,6 +45,7 @@ from bulkupdate.run.dryrun import dry_run
 from bulkupdate.run.engine import Engine, RunEnd, RunResult
 from bulkupdate.run.failures_file import write_failures_file
 from bulkupdate.run.images import pending_images
+from bulkupdate.run.matching import run_resolver
 from bulkupdate.run.paths import refuse_overwrites, refuse_unwritable
 from bulkupdate.run.settle import ResumeHold, resume_hold
 from bulkupdate.run.startup import (
@@ -316,6 +317,10 @@ async def _run_engine(
         resume_offset=point.offset,
         resume_line=point.line,
     )
+    lookup = None
+    if job.match is not None:  # --match-field: each row's case is found between reader and lanes
+        lookup = await run_resolver(job, job.match, ready.api, store, progress.event)
+        job.lookup_stats = lookup.stats
     engine = Engine(
         job.settings(),
         api=ready.api,
@@ -329,6 +334,7 @@ async def _run_engine(
         resume_hold=hold,
         totals_before=state.totals,
         pending_images=await pending_images(store) if config.before_images else None,
+        lookup=lookup,
     )
     relay.attach(engine)
     # A shard's part of the input is not known without hashing every row: no total.
@@ -358,6 +364,8 @@ async def _wrap_up(
     config = job.config
     totals = await _totals(store)
     summary.update(_summary(result, totals, RunState(result.end.value)))
+    if job.lookup_stats is not None:
+        summary.update(job.lookup_stats.counters())
     if result.unsettled_cases and result.settle_until_s is not None:
         # For the next run: these cases' last calls may land until then.
         left_s = result.settle_until_s - job.clock.now_s()

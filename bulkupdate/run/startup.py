@@ -28,6 +28,8 @@ from bulkupdate.fields.rows import CSV_ERROR_COLUMNS, case_id_of
 from bulkupdate.fields.schema import READ_ONLY_FIELD_IDS, BlankPolicy, ColumnMap, Schema
 from bulkupdate.input.fingerprint import changed_since, fingerprint_file, fingerprint_stream
 from bulkupdate.input.sources import Record, Source, open_source, open_stream
+from bulkupdate.lookup.keys import MatchField, match_field
+from bulkupdate.lookup.resolver import LookupStats, cases_of_keys
 from bulkupdate.models import DateTimeEncoding, Field, FieldType, ResumePoint
 from bulkupdate.pacing.retry import RetryPolicy
 from bulkupdate.run.cases import CasesApi
@@ -199,6 +201,8 @@ class Job:
         self.reads = StartupReads(self.clock, self.policy, self.rng)
         self.run_id = uuid.uuid4().hex[:12]
         self.s3: S3 | None = None  # when the input or an output is in S3
+        self.match: MatchField | None = None  # --match-field, once the domain's fields are read
+        self.lookup_stats: LookupStats | None = None  # its searches, for the summary
         self.remote: RemoteInput | None = None  # an S3 input, once its object was read
         # What the summary of a run interrupted once its checkpoint was open says to do next
         # (the demo says its own): with --restart that checkpoint is already the new start.
@@ -227,6 +231,8 @@ class Job:
             return not is_csv or named
 
         fields = await load_fields(api, wanted_options=wanted, reads=self.reads)
+        if config.match_field:  # the case-id column holds keys: refused here if it cannot
+            self.match = match_field(fields, config.match_field)
         encoding: DateTimeEncoding | None = None
         uses_datetime = any(
             f.type is FieldType.DATETIME and f.field_id not in READ_ONLY_FIELD_IDS and wanted(f)
@@ -235,6 +241,13 @@ class Job:
         if config.datetime_encoding != "auto":
             encoding = DateTimeEncoding(config.datetime_encoding)
         elif uses_datetime and case_ids is not None:  # None: the header's error comes first
+            if self.match is not None:  # keys, not case ids: their cases, found by one search
+                match, keys = self.match, case_ids
+
+                async def search() -> list[str]:
+                    return await cases_of_keys(api, match, keys)
+
+                case_ids = await self.reads.call("SearchCases", search)
             encoding, how = await detect_encoding(api, case_ids, reads=self.reads)
             if encoding is None:
                 # Failing every DateTime row would record them as failed for good: stop first.

@@ -10,7 +10,7 @@ from typing import Any
 from bulkupdate.aws.batch import batch_outcome, batch_request, refused
 from bulkupdate.errors import BatchRefusal, CallError, ErrorKind
 from bulkupdate.fields.schema import FieldUpdate
-from bulkupdate.models import BatchOutcome, Field, FieldOption, WireValue
+from bulkupdate.models import BatchOutcome, CasePage, Field, FieldOption, FoundCase, WireValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ class FakeCasesApi:
         self.case_script: dict[str, list[str | None]] = {}
         self.batches: list[BatchCall] = []
         self.tokens: dict[str, tuple[str, BatchOutcome]] = {}  # forget with .tokens.clear()
+        self.searches: list[tuple[str, list[WireValue]]] = []  # every search_cases call
+        self.search_script: list[CallError | None] = []  # as `script`, for search_cases
 
     async def update_case(
         self, case_id: str, fields: Sequence[FieldUpdate], performed_by: dict[str, str] | None
@@ -149,3 +151,27 @@ class FakeCasesApi:
         values = {"created_datetime": {"stringValue": "2024-01-01T00:00:00.000Z"}}
         values.update(self.cases[case_id])
         return {k: v for k, v in values.items() if k in field_ids}
+
+    async def search_cases(
+        self,
+        field_id: str,
+        values: Sequence[WireValue],
+        *,
+        next_token: str | None = None,
+        max_results: int = 100,
+    ) -> CasePage:
+        """Cases whose `field_id` equals one of `values`, a page of `max_results` at a time."""
+        self.searches.append((field_id, list(values)))
+        if self.search_script:
+            error = self.search_script.pop(0)
+            if error is not None:
+                raise error
+        hits = [
+            FoundCase(case_id, fields[field_id])
+            for case_id, fields in self.cases.items()
+            if fields.get(field_id) in values
+        ]
+        start = int(next_token or 0)
+        more = start + max_results < len(hits)
+        page = tuple(hits[start : start + max_results])
+        return CasePage(page, str(start + max_results) if more else None, len(hits))

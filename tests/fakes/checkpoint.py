@@ -33,7 +33,7 @@ from bulkupdate.checkpoint.store import (
     summary_json,
     utc_now,
 )
-from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.models import KeyResolution, Outcome, ResumePoint, RowStatus
 
 __all__ = ["MemoryCheckpointStore", "Outage"]
 
@@ -57,6 +57,7 @@ class MemoryCheckpointStore:
         "_images",
         "_is_open",
         "_job",
+        "_keys",
         "_now",
         "_outcomes",
         "_resume_point",
@@ -77,6 +78,7 @@ class MemoryCheckpointStore:
         self._totals: dict[RowStatus, int] = all_totals({})
         self._counters: dict[str, int] = {}
         self._groups: dict[str, RecordedGroup] = {}  # by token, in recording order
+        self._keys: dict[tuple[str, str], tuple[str, ...]] = {}  # (field id, key) -> case ids
         self._runs: list[RunRecord] = []
         self._images: dict[tuple[str, str], FieldImage] = {}
         self._created_at = self._updated_at = now()
@@ -98,6 +100,7 @@ class MemoryCheckpointStore:
             self._totals = all_totals({})
             self._counters = {}
             self._groups = {}
+            self._keys = {}
             self._runs = []
             self._images = {}
             self._created_at = self._updated_at = self._now()
@@ -171,6 +174,17 @@ class MemoryCheckpointStore:
         failed = [o for o in self._outcomes.values() if o.status == RowStatus.FAILED]
         for outcome in sorted(failed, key=lambda o: o.offset):
             yield outcome
+
+    async def record_keys(self, resolutions: Sequence[KeyResolution]) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        for found in resolutions:
+            self._keys.setdefault((found.field_id, found.key), found.case_ids)
+
+    async def resolved_keys(self, field_id: str) -> Mapping[str, tuple[str, ...]]:
+        await anyio.lowlevel.checkpoint()
+        self._check_running()
+        return {key: ids for (field, key), ids in self._keys.items() if field == field_id}
 
     async def status(self) -> JobStatus:
         await anyio.lowlevel.checkpoint()

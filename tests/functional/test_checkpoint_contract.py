@@ -31,7 +31,7 @@ from bulkupdate.checkpoint.store import (
     RunState,
 )
 from bulkupdate.errors import BulkUpdateError
-from bulkupdate.models import Outcome, ResumePoint, RowStatus
+from bulkupdate.models import KeyResolution, Outcome, ResumePoint, RowStatus
 from tests.fakes.checkpoint import MemoryCheckpointStore, Outage
 from tests.faultproxy import Fault, FaultProxy
 from tests.motoserver import use_moto
@@ -472,6 +472,43 @@ async def test_a_failed_commit_retried_with_its_batch_and_later_outcomes_records
 
 
 # --- runs and status
+
+
+# --- match keys (--match-field)
+
+
+async def test_match_keys_recorded_come_back_after_a_reopen_first_answer_kept(
+    store: CheckpointStore,
+) -> None:
+    await store.open(JOB, restart=False)
+    await store.record_keys(
+        [
+            KeyResolution("legacy", "T-1", ("c1",)),
+            KeyResolution("legacy", "T-2", ()),
+            KeyResolution("legacy", "T-3", ("c3", "c4")),
+            KeyResolution("other", "T-1", ("c9",)),
+        ]
+    )
+    await store.record_keys([KeyResolution("legacy", "T-1", ("c7",))])  # again: the first counts
+
+    await reopen(store)
+
+    assert await store.resolved_keys("legacy") == {
+        "T-1": ("c1",),
+        "T-2": (),
+        "T-3": ("c3", "c4"),
+    }
+    assert await store.resolved_keys("other") == {"T-1": ("c9",)}
+    assert await store.resolved_keys("none") == {}
+
+
+async def test_restart_forgets_the_match_keys(store: CheckpointStore) -> None:
+    await store.open(JOB, restart=False)
+    await store.record_keys([KeyResolution("legacy", "T-1", ("c1",))])
+
+    await reopen(store, restart=True)
+
+    assert await store.resolved_keys("legacy") == {}
 
 
 async def test_status_reports_runs_how_the_last_one_ended_and_when(

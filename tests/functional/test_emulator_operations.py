@@ -167,8 +167,8 @@ async def test_list_fields_pages_through_every_field(client: Any) -> None:
 
     expected = SYSTEM_FIELD_IDS + DEMO_FIELD_IDS
     assert sorted(field_ids) == sorted(expected)
-    assert len(field_ids) == len(set(field_ids)) == 15
-    assert page_sizes == [2] * 7 + [1]
+    assert len(field_ids) == len(set(field_ids)) == 16
+    assert page_sizes == [2] * 8
 
 
 async def test_list_fields_reports_system_fields_in_the_system_namespace(client: Any) -> None:

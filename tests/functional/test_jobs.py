@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bulkupdate.emulator import EmulatorConfig, no_quotas, running_emulator
+from bulkupdate.emulator.seed import demo_case_id
 from bulkupdate.emulator.server import Emulator
 from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK, EXIT_USAGE
 from tests.functional.runner import cli_env, fast_run_flags, run_cli
@@ -67,8 +68,8 @@ def check_demo(emu: Emulator, folder: Path) -> None:
 def check_legacy_crm_migration(emu: Emulator, folder: Path) -> None:
     export = read_csv(JOBS / "legacy-crm-export.csv")
     codes = {"Crit": "urgent", "Hi": "high", "Med": "medium", "Lo": "low"}
-    for row in export:
-        case_id = row["Connect Case ID"]
+    for row in export:  # keyed by the legacy ticket (match_field): CRM-70001 is case 1
+        case_id = demo_case_id(int(row["Legacy Ticket"].removeprefix("CRM-")) - 70000)
         assert value(emu, case_id, "priority") == codes[row["Prio"]]
         assert value(emu, case_id, "vip") is (row["Key Account"] == "Y")
         assert value(emu, case_id, "order_total") == float(row["Order Amount"])
