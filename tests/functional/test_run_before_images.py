@@ -19,6 +19,7 @@ from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
 from bulkupdate.checkpoint.store import CheckpointStore
 from bulkupdate.emulator import FaultConfig
 from bulkupdate.exits import EXIT_OK
+from tests.functional.runner import run_cli
 from tests.functional.test_run_resume import (
     FIRST_VALUE,
     Finished,
@@ -30,6 +31,7 @@ from tests.functional.test_run_resume import (
     in_flight,
     make_rows,
     run,
+    status,
     wait_until,
 )
 from tests.motoserver import use_moto
@@ -79,6 +81,10 @@ async def test_a_rerun_of_a_completed_job_with_restart_and_before_images_sends_n
         assert (summary["applied"], summary["unchanged"], summary["calls"]) == (0, 60, 0)
         assert summary["reads"] == read_calls(emu) == 60  # one GetCase per row
         assert await images_of(job.checkpoint) == []  # nothing changed, nothing to undo
+        info = await status(job)
+        assert (info["applied"], info["unchanged_last_run"]) == (60, 60)
+        shown = await run_cli("status", "--checkpoint", str(job.checkpoint), timeout_s=30)
+        assert "the last run found 60 already holding their values" in shown.stdout
 
 
 async def test_only_the_fields_that_differ_are_sent(tmp_path: Path) -> None:
