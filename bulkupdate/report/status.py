@@ -57,6 +57,9 @@ def _info(status: JobStatus) -> dict[str, Any]:
         else None,
         "applied": status.totals.get(RowStatus.DONE, 0),
         "failed": status.totals.get(RowStatus.FAILED, 0),
+        # Rows found holding their values (--before-images), counted in `applied`. The
+        # checkpoint keeps each run's counters, not their sum: this is the latest run's.
+        "unchanged_last_run": status.counters.get("unchanged", 0),
         "resume_offset": status.resume_point.offset,
         "resume_line": status.resume_point.line,
         "input_bytes": size,
@@ -126,10 +129,13 @@ async def show(
 def _text(info: dict[str, Any]) -> str:
     last = info["last_run"] or {}
     left = info["input_bytes_left"]
+    counts = f"applied: {info['applied']}, failed: {info['failed']}"
+    if info["unchanged_last_run"]:
+        counts += f" (the last run found {info['unchanged_last_run']} already holding their values)"
     lines = [
         f"job {info['job']} ({info['format']}) from {info['input']}",
         f"runs: {info['runs']}, last: {last.get('state', '-')} at {last.get('ended_at') or '-'}",
-        f"applied: {info['applied']}, failed: {info['failed']}",
+        counts,
         f"resume at line {info['resume_line']} (byte {info['resume_offset']})"
         + (f", {left} bytes left" if left is not None else ""),
     ]

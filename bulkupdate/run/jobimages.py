@@ -8,7 +8,7 @@ Reads checkpoints without starting a run; writes nothing.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +63,7 @@ async def _shard_labels(target: Target) -> list[str]:
     return [label for label, _ in found]
 
 
-async def cases_of(target: Target) -> AsyncIterator[tuple[str, list[FieldImage]]]:
+async def cases_of(target: Target) -> AsyncGenerator[tuple[str, list[FieldImage]]]:
     """(case id, its images) for every case the job changed, shard after shard."""
     labels = None
     if target.checkpoint.startswith(DYNAMODB):

@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
 
 from bulkupdate.checkpoint.images import EMPTY, FieldImage
 from bulkupdate.checkpoint.store import DYNAMODB
 from bulkupdate.config import RunConfig, resolve
 from bulkupdate.errors import CallError, ErrorKind
-from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
+from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
 from bulkupdate.fields.compare import holds
 from bulkupdate.models import FieldType, WireValue
 from bulkupdate.report.progress import ProgressSink
@@ -89,29 +93,58 @@ def plan_case(
     return {"caseId": case_id, "fields": fields}
 
 
-async def make_plan(target: Target, path: str, *, force: bool, resume: bool) -> None:
+async def make_plan(
+    target: Target,
+    path: str,
+    *,
+    force: bool,
+    resume: bool,
+    stopped: Callable[[], bool] = lambda: False,
+) -> bool:
     """Read every changed case and write the plan, one line per case. With `resume`, cases a
-    killed undo planned already (the file's complete lines) are not read again."""
+    killed undo planned already (the file's complete lines) are not read again. False when
+    `stopped()` turned true first: the lines so far stay for the next undo."""
     partial = f"{path}.partial"
     done = _planned(partial) if resume else set()
     Path(partial).parent.mkdir(parents=True, exist_ok=True)
-    async with connect(target) as connection:
+    async with connect(target) as connection, aclosing(cases_of(target)) as cases:
         with open(partial, "a" if resume else "w", encoding="utf-8") as out:  # noqa: ASYNC230 - a line per GetCase (4/s)
-            async for case_id, images in cases_of(target):
+            async for case_id, images in cases:
                 images = [image for image in images if image.written()]
                 if not images or case_id in done:
                     continue
-                values = await connection.reads.read(case_id, [i.field_id for i in images])
+                ids = [i.field_id for i in images]
+                values = await connection.reads.read(case_id, ids, stopped)
+                if values is None:
+                    return False
                 if isinstance(values, CallError):
                     if values.kind is ErrorKind.SYSTEMIC:
                         raise values
                     line = _failed_case(case_id, images, values)
                 else:
-                    assert values is not None
                     line = plan_case(case_id, images, values, connection.types, force=force)
                 out.write(json.dumps(line, sort_keys=True) + "\n")
                 out.flush()
     os.replace(partial, path)
+    return True
+
+
+async def _plan_until_signal(target: Target, path: str, *, force: bool, resume: bool) -> bool:
+    """make_plan, stopped between reads by SIGINT/SIGTERM (held by the caller): False then."""
+    stop = anyio.Event()
+
+    async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with signals.received() as received:
+            task_status.started()
+            async for _ in received:
+                stop.set()
+                return
+
+    async with anyio.create_task_group() as group:
+        await group.start(watch)
+        complete = await make_plan(target, path, force=force, resume=resume, stopped=stop.is_set)
+        group.cancel_scope.cancel()
+    return complete
 
 
 def _failed_case(case_id: str, images: list[FieldImage], error: CallError) -> dict[str, Any]:
@@ -205,25 +238,31 @@ async def undo(
     """The undo's exit code, as `run`'s: 1 also when fields were left alone. `hold_signals`:
     this process is the command, whose SIGINT/SIGTERM the restore run takes over."""
     files = UndoFiles.of(target, state_dir)
+    if hold_signals:
+        signals.hold()  # a signal while reading stops the plan between cases; then as `run`
+    plan = _plan_until_signal if hold_signals else make_plan
+    path = f"{files.base}.dry-run.jsonl" if dry_run else files.plan
+    unplanned = dry_run or not os.path.exists(files.plan)  # noqa: ASYNC240 - once, before sends
+    try:
+        if unplanned and not await plan(target, path, force=force, resume=not dry_run):
+            print(
+                "bulkupdate: undo stopped while reading cases; the cases read so far are kept: "
+                "run the same command to go on",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+    except CallError as error:
+        print(f"bulkupdate: undo stopped while reading cases: {error}", file=sys.stderr)
+        return EXIT_ABORTED
     if dry_run:
-        path = f"{files.base}.dry-run.jsonl"
-        await make_plan(target, path, force=force, resume=False)
         print(f"undo (dry run): what it would do, per case: {path}", file=sys.stderr)
         return EXIT_OK
-    if not os.path.exists(files.plan):  # noqa: ASYNC240 - once, before anything is sent
-        try:
-            await make_plan(target, files.plan, force=force, resume=True)
-        except CallError as error:
-            print(f"bulkupdate: undo stopped while reading cases: {error}", file=sys.stderr)
-            return EXIT_ABORTED
     cases, left, failed = write_restores(files.plan, files)
     print(
         f"undo: {cases} cases to restore; {left} fields left alone (changed since the job, "
         f"or unreadable): {files.changed}",
         file=sys.stderr,
     )
-    if hold_signals:
-        signals.hold()  # the restores run as `run` does: a signal drains, a second stops
     code = await job.run(restore_config(target, files, run_flags), progress=ProgressSink(bar=False))
     if code == EXIT_OK and (left or failed):
         return EXIT_FAILED_ROWS

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import random
 import signal
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore
 from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
+from bulkupdate.checkpoint.store import CheckpointStore
 from bulkupdate.emulator import FaultConfig
 from bulkupdate.exits import EXIT_OK
+from tests.functional.runner import run_cli
 from tests.functional.test_run_resume import (
     FIRST_VALUE,
     Finished,
@@ -24,8 +31,10 @@ from tests.functional.test_run_resume import (
     in_flight,
     make_rows,
     run,
+    status,
     wait_until,
 )
+from tests.motoserver import use_moto
 
 IMAGES = "--before-images"
 FAST = ("--rate", "500", "--burst", "50", "--read-rate", "1000", "--read-burst", "100")
@@ -39,8 +48,15 @@ def read_calls(emu: Any) -> int:
     return sum(emu.counters["GetCase"].values())
 
 
-async def images_of(checkpoint: Path) -> list[Any]:
-    store = SqliteCheckpointStore(checkpoint, read_only=True)
+async def images_of(checkpoint: Path | str, job: str = "orders") -> list[Any]:
+    """The before-images a checkpoint holds: a SQLite file, or `dynamodb://TABLE` (with the
+    AWS environment pointing at the moto server)."""
+    store: CheckpointStore
+    if isinstance(checkpoint, str) and checkpoint.startswith("dynamodb://"):
+        table = checkpoint.removeprefix("dynamodb://")
+        store = DynamoDbCheckpointStore(table, job, create_table=False)
+    else:
+        store = SqliteCheckpointStore(Path(checkpoint), read_only=True)
     try:
         return [image async for image in store.images()]
     finally:
@@ -65,6 +81,10 @@ async def test_a_rerun_of_a_completed_job_with_restart_and_before_images_sends_n
         assert (summary["applied"], summary["unchanged"], summary["calls"]) == (0, 60, 0)
         assert summary["reads"] == read_calls(emu) == 60  # one GetCase per row
         assert await images_of(job.checkpoint) == []  # nothing changed, nothing to undo
+        info = await status(job)
+        assert (info["applied"], info["unchanged_last_run"]) == (60, 60)
+        shown = await run_cli("status", "--checkpoint", str(job.checkpoint), timeout_s=30)
+        assert "the last run found 60 already holding their values" in shown.stdout
 
 
 async def test_only_the_fields_that_differ_are_sent(tmp_path: Path) -> None:
@@ -104,18 +124,41 @@ async def test_only_the_fields_that_differ_are_sent(tmp_path: Path) -> None:
 QUICK_SETTLE = {"BULKUPDATE_CALL_TIMEOUT": "2", "BULKUPDATE_SETTLE_PERIOD": "2.5"}
 
 
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def checkpoint_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which checkpoint a run keeps; for DynamoDB, the moto server, with a short lease so that
+    a resumed run takes a killed run's checkpoint over within seconds."""
+    if request.param == "dynamodb":
+        use_moto(monkeypatch, request.getfixturevalue("moto_url"))
+    return str(request.param)
+
+
+def checkpointed_job(tmp_path: Path, kind: str, url: str, rows: list[Any]) -> Job:
+    if kind == "sqlite":
+        return Job(tmp_path, url, rows, env=QUICK_SETTLE)
+    env = {
+        **QUICK_SETTLE,
+        "AWS_ENDPOINT_URL_DYNAMODB": os.environ["AWS_ENDPOINT_URL_DYNAMODB"],
+        "BULKUPDATE_CHECKPOINT_LEASE": "3",
+    }
+    job = Job(tmp_path, url, rows, env=env)
+    job.checkpoint = f"dynamodb://kill-{uuid.uuid4().hex[:8]}"  # type: ignore[assignment]
+    return job
+
+
 async def test_a_run_killed_at_random_moments_with_before_images_applies_no_row_twice(
-    tmp_path: Path,
+    tmp_path: Path, checkpoint_kind: str
 ) -> None:
-    seed = 11
+    seed = 11 if checkpoint_kind == "sqlite" else 12
     rng = random.Random(seed)
-    rows = make_rows(300, 25, seed)
+    rows = make_rows(300 if checkpoint_kind == "sqlite" else 120, 25, seed)
     faults = FaultConfig(latency_median_ms=5, latency_p99_ms=15)
     async with emulator(25, faults=faults) as emu:
         originals = {c: dict(case.values) for c, case in emu.service.domains["demo"].cases.items()}
-        job = Job(tmp_path, emu.url, rows, env=QUICK_SETTLE)
+        job = checkpointed_job(tmp_path, checkpoint_kind, emu.url, rows)
         flags = (*FAST, "--concurrency", "8", IMAGES)
         finished: Finished | None = None
+        kills = 0
         for attempt in range(5):
             start = len(emu.service.updates)
             async with child(job.argv(*flags), job.environment(), tmp_path) as process:
@@ -131,8 +174,10 @@ async def test_a_run_killed_at_random_moments_with_before_images_applies_no_row_
             if done.returncode != -signal.SIGKILL:
                 finished = done
                 break
+            kills += 1
         assert finished is not None
         assert finished.returncode == EXIT_OK, finished.stderr
+        assert kills >= 1, "no run was killed mid-job"
 
         log = applied_rows(emu)
         assert_final_state_is_last_row_per_case(emu, job)

@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_OK
+from bulkupdate.exits import EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK
 from tests.functional.runner import run_cli
+from tests.functional.test_run_before_images import read_calls
 from tests.functional.test_run_resume import Job, child, emulator, make_rows, run, wait_until
 from tests.motoserver import use_moto
 
@@ -112,17 +113,24 @@ async def test_verify_and_undo_after_a_job_with_repeated_cases_and_an_agents_edi
         assert values(emu) == originals
 
 
+async def job_to_undo(tmp_path: Path, url: str, rows: list[Any]) -> tuple[Job, list[str]]:
+    """A `--before-images` job run to the end, and the command line that undoes it (without
+    the read pacing)."""
+    job = Job(tmp_path, url, rows, env=QUICK_SETTLE)
+    done = await run(job, *FAST, "--before-images")
+    assert done.returncode == EXIT_OK, done.stderr
+    argv = [*job.argv()[:3], "undo", "--checkpoint", str(job.checkpoint)]
+    return job, [*argv, "--domain-id", "demo", "--endpoint-url", job.url, "--rate", "150"]
+
+
 async def test_an_undo_killed_while_restoring_resumes_and_restores_everything(
     tmp_path: Path,
 ) -> None:
     rows = make_rows(200, 120, seed=4)
     async with emulator(120) as emu:
         originals = values(emu)
-        job = Job(tmp_path, emu.url, rows, env=QUICK_SETTLE)
-        done = await run(job, *FAST, "--before-images")
-        assert done.returncode == EXIT_OK, done.stderr
-        argv = [*job.argv()[:3], "undo", "--checkpoint", str(job.checkpoint)]
-        argv += [*connection(job), "--rate", "150", "--burst", "5"]
+        job, argv = await job_to_undo(tmp_path, emu.url, rows)
+        argv += [*QUICK, "--burst", "5"]
         start = len(emu.service.updates)
         async with child(argv, job.environment(), tmp_path) as process:
             await wait_until(
@@ -136,6 +144,39 @@ async def test_an_undo_killed_while_restoring_resumes_and_restores_everything(
 
         assert resumed.returncode == EXIT_OK, resumed.stderr
         assert values(emu) == originals
+
+
+async def test_a_sigterm_while_undo_reads_cases_stops_it_cleanly_and_it_resumes(
+    tmp_path: Path,
+) -> None:
+    rows = make_rows(120, 120, seed=8)
+    async with emulator(120) as emu:
+        originals = values(emu)
+        job, argv = await job_to_undo(tmp_path, emu.url, rows)
+        reads, updates = read_calls(emu), len(emu.service.updates)
+        slow = [*argv, "--read-rate", "20", "--read-burst", "1"]  # 120 cases: 6 s of reads
+        async with child(slow, job.environment(), tmp_path) as process:
+            await wait_until(
+                lambda: read_calls(emu) >= reads + 10 or not process.running,
+                "the undo to read some cases",
+            )
+            process.send(signal.SIGTERM)
+            stopped = await process.wait(30)
+
+        assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
+        assert "run the same command to go on" in stopped.stderr
+        assert len(emu.service.updates) == updates, "an interrupted plan restores nothing"
+        (partial,) = tmp_path.glob("*.undo.plan.jsonl.partial")
+        planned = [json.loads(line)["caseId"] for line in partial.read_text().splitlines()]
+        assert 10 <= len(planned) < 120
+        read_before_resume = read_calls(emu)
+
+        resumed = await run_cli(*argv[3:], *QUICK, env=QUICK_SETTLE)
+
+        assert resumed.returncode == EXIT_OK, resumed.stderr
+        assert values(emu) == originals
+        # The cases not planned yet, none twice, and the restore run's one DateTime probe.
+        assert read_calls(emu) - read_before_resume == 120 - len(planned) + 1
 
 
 @pytest.fixture
