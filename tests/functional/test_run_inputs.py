@@ -244,7 +244,8 @@ async def test_a_csv_applies_every_valid_value_and_fails_every_invalid_row_alone
     lines = write_csv(path, HEADER, rows, bom=True)
     before = snapshot(emu)
 
-    result, summary = await run_job(emu, path)
+    # One UpdateCase per row (rows sharing a value would otherwise go in one BatchUpdateCase).
+    result, summary = await run_job(emu, path, "--batch", "off")
 
     assert result.returncode == 1, result.stderr
     # Valid rows: exactly one update each, holding only the one non-blank cell; the case gains that
@@ -989,7 +990,9 @@ async def test_a_failure_budget_stops_the_run_and_a_higher_one_lets_the_job_fini
             rows.append([case(i), str(i)])
     path = tmp_path / "budget.csv"
     write_csv(path, header, rows)
-    flags = ("--concurrency", "1")
+    # One row in flight at a time, so the run stops at exactly the 4th failure (a group's rows
+    # would resolve together and could pass the budget by a group).
+    flags = ("--concurrency", "1", "--batch", "off")
     stopped, summary = await run_job(emu, path, *flags, "--max-failures", "3")
     assert stopped.returncode == EXIT_ABORTED, stopped.stderr
     assert summary is not None
