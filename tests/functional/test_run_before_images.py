@@ -1,10 +1,12 @@
 """`bulkupdate run --before-images` as a real subprocess against the emulator: what a re-run sends,
-which fields go out, and duplicates after SIGKILL, judged by the service's own update log."""
+which fields go out, and duplicates after SIGKILL, judged by the service's own update log; each
+with the SQLite and the DynamoDB checkpoint (on the moto server)."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import random
 import signal
@@ -12,14 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bulkupdate.aws.checkpoint_dynamodb import DynamoDbCheckpointStore
 from bulkupdate.checkpoint.sqlite import SqliteCheckpointStore
 from bulkupdate.checkpoint.store import CheckpointStore
 from bulkupdate.emulator import FaultConfig
 from bulkupdate.exits import EXIT_OK
-from tests.functional.runner import run_cli
+from tests.functional.runner import Completed, run_cli
 from tests.functional.test_run_resume import (
     FIRST_VALUE,
     Finished,
@@ -31,12 +31,12 @@ from tests.functional.test_run_resume import (
     in_flight,
     make_rows,
     run,
-    status,
     wait_until,
 )
-from tests.motoserver import use_moto
 
 IMAGES = "--before-images"
+# The emulator answers in milliseconds: a killed run's calls settle within 2.5 s.
+QUICK_SETTLE = {"BULKUPDATE_CALL_TIMEOUT": "2", "BULKUPDATE_SETTLE_PERIOD": "2.5"}
 FAST = ("--rate", "500", "--burst", "50", "--read-rate", "1000", "--read-burst", "100")
 
 
@@ -63,12 +63,42 @@ async def images_of(checkpoint: Path | str, job: str = "orders") -> list[Any]:
         await store.close()
 
 
+def checkpointed_job(tmp_path: Path, kind: str, url: str, rows: list[Any]) -> Job:
+    """A job keeping its checkpoint in `kind` (see the `checkpoint_kind` fixture); in DynamoDB
+    with a short lease, so that a run resumed after a kill takes it over within seconds."""
+    if kind == "sqlite":
+        return Job(tmp_path, url, rows, env=dict(QUICK_SETTLE))
+    env = {
+        **QUICK_SETTLE,
+        "AWS_ENDPOINT_URL_DYNAMODB": os.environ["AWS_ENDPOINT_URL_DYNAMODB"],
+        "BULKUPDATE_CHECKPOINT_LEASE": "3",
+    }
+    job = Job(tmp_path, url, rows, env=env)
+    job.checkpoint = f"dynamodb://job-{uuid.uuid4().hex[:8]}"  # type: ignore[assignment]
+    return job
+
+
+def checkpoint_flags(job: Job) -> list[str]:
+    """The flags naming a job's checkpoint for `status`, `undo` and `verify` (in DynamoDB, the
+    table and the job's name: its input's stem)."""
+    where = str(job.checkpoint)
+    name = ["--job", "orders"] if where.startswith("dynamodb://") else []
+    return ["--checkpoint", where, *name]
+
+
+async def job_status(job: Job, *flags: str) -> Completed:
+    """`bulkupdate status` of a job's checkpoint, wherever it is."""
+    done = await run_cli("status", *checkpoint_flags(job), *flags, env=job.env, timeout_s=30)
+    assert done.returncode == EXIT_OK, done.stderr
+    return done
+
+
 async def test_a_rerun_of_a_completed_job_with_restart_and_before_images_sends_no_update(
-    tmp_path: Path,
+    tmp_path: Path, checkpoint_kind: str
 ) -> None:
     rows = make_rows(60, 20, seed=5)  # cases repeat: each holds its last row's value
     async with emulator(20) as emu:
-        job = Job(tmp_path, emu.url, rows)
+        job = checkpointed_job(tmp_path, checkpoint_kind, emu.url, rows)
         first = await run(job, *FAST)
         assert first.returncode == EXIT_OK, first.stderr
         sent = update_calls(emu)
@@ -81,19 +111,19 @@ async def test_a_rerun_of_a_completed_job_with_restart_and_before_images_sends_n
         assert (summary["applied"], summary["unchanged"], summary["calls"]) == (0, 60, 0)
         assert summary["reads"] == read_calls(emu) == 60  # one GetCase per row
         assert await images_of(job.checkpoint) == []  # nothing changed, nothing to undo
-        info = await status(job)
+        info = json.loads((await job_status(job, "--json")).stdout)
         assert (info["applied"], info["unchanged_last_run"]) == (60, 60)
-        shown = await run_cli("status", "--checkpoint", str(job.checkpoint), timeout_s=30)
+        shown = await job_status(job)
         assert "the last run found 60 already holding their values" in shown.stdout
 
 
-async def test_only_the_fields_that_differ_are_sent(tmp_path: Path) -> None:
+async def test_only_the_fields_that_differ_are_sent(tmp_path: Path, checkpoint_kind: str) -> None:
     async with emulator(3) as emu:
         domain = emu.service.domains["demo"]
         domain.cases["case-0000001"].values["order_total"] = {"doubleValue": 5.0}
         domain.cases["case-0000002"].values["order_total"] = {"doubleValue": 7.0}
         priority = domain.cases["case-0000001"].values.get("priority", {"emptyValue": {}})
-        job = Job(tmp_path, emu.url, [])
+        job = checkpointed_job(tmp_path, checkpoint_kind, emu.url, [])
         job.input.write_text(
             "case_id,order_total,priority\n"
             "case-0000001,5,high\n"  # order_total holds already (5 == 5.0)
@@ -118,32 +148,6 @@ async def test_only_the_fields_that_differ_are_sent(tmp_path: Path) -> None:
         }
         summary = job.read_summary()
         assert (summary["applied"], summary["unchanged"]) == (2, 1)
-
-
-# The emulator answers in milliseconds: a killed run's calls settle within 2.5 s.
-QUICK_SETTLE = {"BULKUPDATE_CALL_TIMEOUT": "2", "BULKUPDATE_SETTLE_PERIOD": "2.5"}
-
-
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def checkpoint_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which checkpoint a run keeps; for DynamoDB, the moto server, with a short lease so that
-    a resumed run takes a killed run's checkpoint over within seconds."""
-    if request.param == "dynamodb":
-        use_moto(monkeypatch, request.getfixturevalue("moto_url"))
-    return str(request.param)
-
-
-def checkpointed_job(tmp_path: Path, kind: str, url: str, rows: list[Any]) -> Job:
-    if kind == "sqlite":
-        return Job(tmp_path, url, rows, env=QUICK_SETTLE)
-    env = {
-        **QUICK_SETTLE,
-        "AWS_ENDPOINT_URL_DYNAMODB": os.environ["AWS_ENDPOINT_URL_DYNAMODB"],
-        "BULKUPDATE_CHECKPOINT_LEASE": "3",
-    }
-    job = Job(tmp_path, url, rows, env=env)
-    job.checkpoint = f"dynamodb://kill-{uuid.uuid4().hex[:8]}"  # type: ignore[assignment]
-    return job
 
 
 async def test_a_run_killed_at_random_moments_with_before_images_applies_no_row_twice(
