@@ -263,7 +263,10 @@ async def undo(
         f"or unreadable): {files.changed}",
         file=sys.stderr,
     )
-    code = await job.run(restore_config(target, files, run_flags), progress=ProgressSink(bar=False))
+    # A new plan starts its restores over: a checkpoint of an earlier undo of this job (kept in
+    # the DynamoDB table when its files were deleted) holds another plan's input.
+    flags = {**run_flags, "restart": True} if unplanned else run_flags
+    code = await job.run(restore_config(target, files, flags), progress=ProgressSink(bar=False))
     if code == EXIT_OK and (left or failed):
         return EXIT_FAILED_ROWS
     return code

@@ -140,17 +140,8 @@ async def test_undo_with_force_restores_the_fields_an_agent_changed_since_the_jo
 
 
 # In DynamoDB the undo's own checkpoint (job NAME.undo) stays in the table when its files are
-# removed, and undo has no --restart: a second, different undo of the job is refused.
-SECOND_UNDO_REFUSED = pytest.mark.xfail(
-    strict=True, reason="a new undo of a job checkpointed in DynamoDB is refused (no --restart)"
-)
-
-
-@pytest.mark.parametrize(
-    "checkpoint_kind",
-    ["sqlite", pytest.param("dynamodb", marks=SECOND_UNDO_REFUSED)],
-    indirect=True,
-)
+# removed: a new plan starts it over.
+@pytest.mark.parametrize("checkpoint_kind", ["sqlite", "dynamodb"], indirect=True)
 async def test_a_new_undo_with_force_after_an_undo_restores_the_agents_field_too(
     tmp_path: Path, checkpoint_kind: str
 ) -> None:
