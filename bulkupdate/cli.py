@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(commands)
     add_status_parser(commands)
     add_demo_parser(commands)
-    from bulkupdate.run import commands as image_commands  # undo, verify
+    from bulkupdate.undo import commands as image_commands  # undo, verify
 
     image_commands.add_parsers(commands)
     emulator_cli.add_parser(commands)

@@ -1,17 +1,18 @@
 """The SQLite checkpoint store: one file per job in WAL mode, one transaction per commit.
 
-Owns the file format, its schema version and the run lock beside it. Blocking calls run in a
-worker thread, one at a time. Never reads the input, never touches the network.
+Owns the connection, its transactions and the run lock beside it; the tables' SQL lives in the
+`sqlite_*` modules beside it. Blocking calls run in a worker thread, one at a time. Never reads
+the input, never touches the network.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -20,14 +21,19 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from bulkupdate.checkpoint import sqlite_keys
-from bulkupdate.checkpoint.images import FieldImage, ImageChange, decode_value, encode_value
+from bulkupdate.checkpoint import (
+    sqlite_groups,
+    sqlite_images,
+    sqlite_keys,
+    sqlite_schema,
+    sqlite_status,
+)
+from bulkupdate.checkpoint.images import FieldImage, ImageChange
 from bulkupdate.checkpoint.lock import RunLock
 from bulkupdate.checkpoint.sqlite_files import (
     connect,
     connect_read_only,
     file_uri,
-    not_writable,
     writable,
 )
 from bulkupdate.checkpoint.store import (
@@ -38,9 +44,7 @@ from bulkupdate.checkpoint.store import (
     JobStatus,
     RecordedGroup,
     ResumeState,
-    RunRecord,
     RunState,
-    all_totals,
     check_end_state,
     check_resume_point,
     fresh_outcomes,
@@ -49,55 +53,15 @@ from bulkupdate.checkpoint.store import (
 )
 from bulkupdate.models import KeyResolution, Outcome, ResumePoint, RowStatus
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "SqliteCheckpointStore"]
+__all__ = ["SqliteCheckpointStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x42554C4B  # b"BULK" in the SQLite header: this file is a bulkupdate checkpoint
 BUSY_TIMEOUT_S = 5.0  # `status` from another process may hold a read snapshot briefly
 LOCK_WAIT_S = 1.0  # a `status` probe holds the run lock for microseconds; do not fail on it
 LOCK_RETRY_S = 0.05
 FAILED_PAGE_ROWS = 500  # failures are paged so rebuilding a large failures file stays bounded
 
-# Failed rows are kept for the failures file; done rows only until the resume point passes them.
-SCHEMA = (
-    "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)",
-    """CREATE TABLE job (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        name TEXT NOT NULL, input_path TEXT NOT NULL, fingerprint TEXT NOT NULL,
-        format TEXT NOT NULL, resume_offset INTEGER NOT NULL, resume_line INTEGER NOT NULL,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
-    """CREATE TABLE outcomes (
-        byte_offset INTEGER PRIMARY KEY, line INTEGER NOT NULL, case_id TEXT NOT NULL,
-        status TEXT NOT NULL, error_code TEXT, error_message TEXT, raw BLOB,
-        attempts INTEGER NOT NULL)""",
-    "CREATE TABLE totals (status TEXT PRIMARY KEY, row_count INTEGER NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-    """CREATE TABLE runs (
-        number INTEGER PRIMARY KEY, state TEXT NOT NULL, pid INTEGER NOT NULL,
-        started_at TEXT NOT NULL, ended_at TEXT, summary TEXT)""",
-)
-# Before-images (--before-images): made on first use, so checkpoints of version 1 made before
-# it stay version 1 and open as they were. Values are the wire unions as JSON.
-IMAGES_TABLE = """CREATE TABLE IF NOT EXISTS images (
-    case_id TEXT NOT NULL, field_id TEXT NOT NULL, before TEXT NOT NULL, after TEXT,
-    pending TEXT, PRIMARY KEY (case_id, field_id)) WITHOUT ROWID"""
-_IMAGE_SENDING = (
-    "INSERT INTO images (case_id, field_id, before, after, pending) VALUES (?, ?, ?, NULL, ?) "
-    "ON CONFLICT (case_id, field_id) DO UPDATE SET pending = excluded.pending"
-)
-_IMAGE_APPLIED = (
-    "INSERT INTO images (case_id, field_id, before, after, pending) VALUES (?, ?, ?, ?, NULL) "
-    "ON CONFLICT (case_id, field_id) DO UPDATE SET after = excluded.after, pending = NULL"
-)
-IMAGE_PAGE_ROWS = 1000
-# BatchUpdateCase calls recorded before they are sent (RecordedGroup as JSON), by recording
-# order. Created when a run opens a checkpoint made before it existed: same schema version.
-_GROUPS_TABLE = (
-    "CREATE TABLE IF NOT EXISTS batch_groups (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "token TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
-)
 _OUTCOME_COLUMNS = "byte_offset, line, case_id, status, error_code, error_message, raw, attempts"
 _INSERT_OUTCOME = f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 _ADD_TOTAL = (
@@ -205,7 +169,7 @@ class SqliteCheckpointStore:
 
     async def record_group(self, group: RecordedGroup) -> None:
         self._check_running()
-        body = json.dumps(group.to_json(), separators=(",", ":"))
+        body = sqlite_groups.encode(group)
         await self._call(partial(self._record_group_sync, group.token, body))
 
     async def recorded_groups(self) -> list[RecordedGroup]:
@@ -244,7 +208,7 @@ class SqliteCheckpointStore:
             page = await self._call(partial(self._images_page, after))
             for image in page:
                 yield image
-            if len(page) < IMAGE_PAGE_ROWS:
+            if len(page) < sqlite_images.PAGE_ROWS:
                 return
             after = (page[-1].case_id, page[-1].field_id)
 
@@ -311,32 +275,8 @@ class SqliteCheckpointStore:
         Reads only, so a file that is not ours is left exactly as it was."""
         if self._verified:
             return True
-        location = str(self._path)
-        try:
-            (application_id,) = conn.execute("PRAGMA application_id").fetchone()
-        except sqlite3.DatabaseError as exc:
-            if not self._read_only and not writable(self._path):  # "unable to open database"
-                raise CheckpointError(location, not_writable(self._path)) from exc
-            raise CheckpointError(location, f"is not a bulkupdate checkpoint ({exc})") from exc
-        if application_id != APPLICATION_ID:
-            (objects,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if application_id == 0 and objects == 0:
-                return False
-            raise CheckpointError(
-                location, "is not a bulkupdate checkpoint (it is some other SQLite database)"
-            )
-        try:
-            (version,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-        except sqlite3.OperationalError:
-            version = None
-        if version is None:
-            raise CheckpointError(location, "is damaged: it has no schema version")
-        if version != SCHEMA_VERSION:
-            raise CheckpointError(
-                location,
-                f"has schema version {version}; this bulkupdate reads version {SCHEMA_VERSION}"
-                + (" (it was written by a newer bulkupdate)" if version > SCHEMA_VERSION else ""),
-            )
+        if not sqlite_schema.identify(conn, self._path, read_only=self._read_only):
+            return False
         self._verified = True
         return True
 
@@ -353,22 +293,20 @@ class SqliteCheckpointStore:
         conn.execute("PRAGMA synchronous = NORMAL")
         with _transaction(conn):
             if not initialized:
-                for statement in SCHEMA:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (SCHEMA_VERSION, now))
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            stored = _read_job(conn)
+                sqlite_schema.create(conn, now)
+            stored = sqlite_status.read_job(conn)
             if existed and stored is None and not restart:
                 raise self._no_job_error()
             if stored is not None and stored[0] != job and not restart:
                 raise FingerprintMismatchError(str(self._path), stored[0], job)
-            conn.execute(_GROUPS_TABLE)
+            conn.execute(sqlite_groups.CREATE)  # missing in checkpoints made before batching
             conn.execute(sqlite_keys.CREATE)  # missing in checkpoints made before --match-field
             if stored is None or restart:
                 conn.execute(sqlite_keys.FORGET)
-                for table in ("job", "outcomes", "totals", "counters", "runs", "batch_groups"):
+                conn.execute(sqlite_groups.FORGET)
+                for table in ("job", "outcomes", "totals", "counters", "runs"):
                     conn.execute(f"DELETE FROM {table}")
-                conn.execute("DROP TABLE IF EXISTS images")
+                conn.execute(sqlite_images.FORGET)
                 conn.execute(
                     "INSERT INTO job VALUES (1, ?, ?, ?, ?, 0, 1, ?, ?)",
                     (job.name, job.input_path, job.fingerprint, job.stored_format, now, now),
@@ -390,7 +328,7 @@ class SqliteCheckpointStore:
             state = ResumeState(
                 resume_point=resume_point,
                 resolved_offsets=frozenset(offset for (offset,) in resolved),
-                totals=_read_totals(conn),
+                totals=sqlite_status.read_totals(conn),
                 counters=dict(conn.execute("SELECT name, value FROM counters").fetchall()),
                 runs=number,
             )
@@ -427,44 +365,24 @@ class SqliteCheckpointStore:
             )
             conn.executemany(_SET_COUNTER, counters.items())
             if images:
-                conn.execute(IMAGES_TABLE)
-                for change in images:  # in order: a later change of a field wins
-                    before, value = encode_value(change.before), encode_value(change.value)
-                    statement = _IMAGE_APPLIED if change.applied else _IMAGE_SENDING
-                    conn.execute(statement, (change.case_id, change.field_id, before, value))
-            conn.executemany(
-                "DELETE FROM batch_groups WHERE token = ?", [(t,) for t in groups_done]
-            )
+                sqlite_images.record(conn, images)
+            sqlite_groups.forget(conn, groups_done)
         self._resume_point = resume_point
 
     def _images_page(self, after: tuple[str, str]) -> list[FieldImage]:
         conn = self._connect(create=False)
         if not self._identify(conn):
             raise CheckpointError(str(self._path), "holds no job yet")
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'images'"
-        ).fetchone()
-        if exists is None:
-            return []
-        rows = conn.execute(
-            "SELECT case_id, field_id, before, after, pending FROM images "
-            "WHERE (case_id, field_id) > (?, ?) ORDER BY case_id, field_id LIMIT ?",
-            (*after, IMAGE_PAGE_ROWS),
-        )
-        return [
-            FieldImage(case_id, field_id, decode_value(before) or {}, *map(decode_value, rest))
-            for case_id, field_id, before, *rest in rows
-        ]
+        return sqlite_images.page(conn, after)
 
     def _record_group_sync(self, token: str, body: str) -> None:
         conn = self._connect(create=False)
         with _transaction(conn):
-            conn.execute("INSERT INTO batch_groups (token, body) VALUES (?, ?)", (token, body))
+            sqlite_groups.record(conn, token, body)
 
     def _recorded_groups_sync(self) -> list[RecordedGroup]:
         conn = self._connect(create=False)
-        rows = conn.execute("SELECT body FROM batch_groups ORDER BY seq").fetchall()
-        return [RecordedGroup.from_json(json.loads(body)) for (body,) in rows]
+        return sqlite_groups.read(conn)
 
     def _failed_page(self, after_offset: int) -> list[Outcome]:
         conn = self._connect(create=False)
@@ -484,45 +402,19 @@ class SqliteCheckpointStore:
         conn = self._connect(create=False)
         if not self._identify(conn):
             raise CheckpointError(str(self._path), "holds no job yet")
-        with _transaction(conn, "DEFERRED"):  # one snapshot for every read below
-            stored = _read_job(conn)
-            if stored is None:
-                raise CheckpointError(str(self._path), "holds no job yet")
-            job, resume_point, created_at, updated_at = stored
-            (runs,) = conn.execute("SELECT count(*) FROM runs").fetchone()
-            last = conn.execute(
-                "SELECT number, state, pid, started_at, ended_at, summary FROM runs "
-                "ORDER BY number DESC LIMIT 1"
-            ).fetchone()
-            totals = _read_totals(conn)
-            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-            resolved = conn.execute(
-                "SELECT byte_offset FROM outcomes WHERE byte_offset >= ?", (resume_point.offset,)
-            ).fetchall()
-        last_run = None
-        if last is not None:
-            number, state, pid, started_at, ended_at, summary = last
-            if state == RunState.RUNNING and not self._run_lock.held_by_anyone():
-                state = RunState.CRASHED
-            last_run = RunRecord(
-                number=number,
-                state=RunState(state),
-                pid=pid,
-                started_at=datetime.fromisoformat(started_at),
-                ended_at=datetime.fromisoformat(ended_at) if ended_at else None,
-                summary=json.loads(summary) if summary else {},
-            )
-        return JobStatus(
-            job,
-            resume_point,
-            totals,
-            counters,
-            runs,
-            last_run,
-            created_at,
-            updated_at,
-            frozenset(offset for (offset,) in resolved),
-        )
+        with _transaction(conn, "DEFERRED"):  # one snapshot for every read
+            status = sqlite_status.read(conn)
+        if status is None:
+            raise CheckpointError(str(self._path), "holds no job yet")
+        last = status.last_run
+        # A run still marked running whose lock nobody holds lost its process.
+        if (
+            last is not None
+            and last.state == RunState.RUNNING
+            and not self._run_lock.held_by_anyone()
+        ):
+            status = replace(status, last_run=replace(last, state=RunState.CRASHED))
+        return status
 
     def _finish_sync(self, state: RunState, summary: str) -> None:
         conn = self._connect(create=False)
@@ -553,28 +445,6 @@ def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _read_job(
-    conn: sqlite3.Connection,
-) -> tuple[JobIdentity, ResumePoint, datetime, datetime] | None:
-    row = conn.execute(
-        "SELECT name, input_path, fingerprint, format, resume_offset, resume_line, created_at, "
-        "updated_at FROM job"
-    ).fetchone()
-    if row is None:
-        return None
-    name, input_path, fingerprint, fmt, offset, line, created_at, updated_at = row
-    return (
-        JobIdentity.from_stored(name, input_path, fingerprint, fmt),
-        ResumePoint(offset, line),
-        datetime.fromisoformat(created_at),
-        datetime.fromisoformat(updated_at),
-    )
-
-
-def _read_totals(conn: sqlite3.Connection) -> dict[RowStatus, int]:
-    return all_totals(dict(conn.execute("SELECT status, row_count FROM totals").fetchall()))
 
 
 def _outcome_row(o: Outcome) -> tuple[Any, ...]:

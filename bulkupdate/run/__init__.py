@@ -3,5 +3,5 @@
 CasesApi seam the engine calls, and the process's SIGINT/SIGTERM (`signals`).
 
 Orchestration: may import every stage below it (`report`, `aws`, `checkpoint`, `pacing`,
-`fields`, `input`) and `config`; never `cli` or `demo`. Never imports botocore itself.
+`fields`, `input`) and `config`; never `cli`, `demo` or `undo`. Never imports botocore itself.
 """

@@ -37,12 +37,14 @@ class CountingStore(MemoryCheckpointStore):
         resume_point: ResumePoint,
         counters: Mapping[str, int],
         images: Sequence[ImageChange] = (),
+        *,
+        groups_done: Sequence[str] = (),
     ) -> None:
         self.commits.append((list(outcomes), list(images)))
         self.entered.set()
         if self.hold is not None:
             await self.hold.wait()
-        await super().commit(outcomes, resume_point, counters, images)
+        await super().commit(outcomes, resume_point, counters, images, groups_done=groups_done)
 
     async def image_map(self) -> dict[tuple[str, str], FieldImage]:
         return {(i.case_id, i.field_id): i async for i in self.images()}

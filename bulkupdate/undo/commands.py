@@ -1,6 +1,6 @@
 """The `undo` and `verify` subcommands: their arguments and what each hands its module.
 
-Wiring only: `cli` adds these parsers; the behaviour is in `run.undo` and `run.verify`.
+Wiring only: `cli` adds these parsers; the behaviour is in `undo.restore` and `undo.verify`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import anyio
 from bulkupdate.errors import BulkUpdateError
 from bulkupdate.exits import EXIT_USAGE
 from bulkupdate.report import logs
-from bulkupdate.run.jobimages import Target
+from bulkupdate.undo.jobimages import Target
 
 UNDO_EXAMPLES = """\
 examples:
@@ -92,7 +92,7 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def undo_command(args: argparse.Namespace) -> int:
-    from bulkupdate.run.undo import undo
+    from bulkupdate.undo.restore import undo
 
     logs.configure(fmt=None, level="warning", redact=False)
     flags = {"rate": args.rate, "burst": args.burst, "no_progress": None}
@@ -114,8 +114,8 @@ def undo_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from bulkupdate.run.undo import UndoFiles
-    from bulkupdate.run.verify import verify
+    from bulkupdate.undo.restore import UndoFiles
+    from bulkupdate.undo.verify import verify
 
     target = _target(args)
     report = args.report or UndoFiles.of(target, None).base.removesuffix(".undo") + ".verify.csv"

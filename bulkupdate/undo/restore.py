@@ -30,8 +30,8 @@ from bulkupdate.fields.compare import holds
 from bulkupdate.models import FieldType, WireValue
 from bulkupdate.report.progress import ProgressSink
 from bulkupdate.run import job, signals
-from bulkupdate.run.jobimages import Target, cases_of, connect
-from bulkupdate.run.verify import DRIFT_COLUMNS, report_file
+from bulkupdate.undo.jobimages import Target, cases_of, connect
+from bulkupdate.undo.verify import DRIFT_COLUMNS, report_file
 
 __all__ = ["UndoFiles", "plan_case", "undo"]
 

@@ -19,7 +19,7 @@ from bulkupdate.errors import CallError, ErrorKind
 from bulkupdate.exits import EXIT_ABORTED, EXIT_FAILED_ROWS, EXIT_OK
 from bulkupdate.fields.compare import holds
 from bulkupdate.models import FieldType, WireValue
-from bulkupdate.run.jobimages import Target, cases_of, connect
+from bulkupdate.undo.jobimages import Target, cases_of, connect
 
 __all__ = ["DRIFT_COLUMNS", "Report", "display", "drifted", "report_file", "verify"]
 
