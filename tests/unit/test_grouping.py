@@ -66,7 +66,7 @@ def test_a_row_alone_goes_at_once_and_a_case_waits_at_most_once() -> None:
 
 
 def test_the_window_is_one_update_slot_at_most_half_a_second() -> None:
-    assert (window_s(2.0), window_s(1000.0)) == (0.5, 0.001)
+    assert (window_s(2.0), window_s(100.0), window_s(1000.0)) == (0.5, 0.01, 0.0)
 
 
 def test_a_group_call_puts_status_top_level_and_other_fields_by_id() -> None:

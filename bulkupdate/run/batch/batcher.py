@@ -168,9 +168,14 @@ class Batcher:
                 await self._wait(planner.single_due_s())
                 continue
             try:
-                await to_workers.send(row)
+                to_workers.send_nowait(row)  # a worker is waiting: no scheduling round trip
+            except anyio.WouldBlock:
+                try:
+                    await to_workers.send(row)
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return  # the run is ending: the row stays pending
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return  # the run is ending: the row stays pending
+                return
 
     async def _feed_groups(self, group: TaskGroup) -> None:
         planner, clock = self.planner, self.clock

@@ -18,6 +18,7 @@ from bulkupdate.fields.schema import FieldUpdate
 # A lone row waits for company at most this long, and never longer than one UpdateCase slot
 # (1/--rate): at a fast rate a row that finds no company goes at once.
 MAX_WINDOW_S = 0.5
+MIN_WINDOW_S = 0.005  # at over 200 UpdateCase calls/s: rows read together still find company
 
 PatchKey = tuple[tuple[str, str], ...]
 
@@ -39,8 +40,10 @@ def patch_key(fields: Sequence[FieldUpdate]) -> PatchKey | None:
 
 
 def window_s(update_rate_per_s: float) -> float:
-    """How long a lone row waits for company before it goes as UpdateCase."""
-    return min(MAX_WINDOW_S, 1.0 / update_rate_per_s)
+    """How long a lone row waits for company before it goes as UpdateCase: none below
+    MIN_WINDOW_S, where a timer per row would cost more than the wait could win."""
+    window = min(MAX_WINDOW_S, 1.0 / update_rate_per_s)
+    return 0.0 if window < MIN_WINDOW_S else window
 
 
 @dataclass(slots=True)
@@ -51,9 +54,13 @@ class _Waiting:
 
 
 class Planner:
-    """Rows ready to go (each the head of its case's lane), by patch, oldest first."""
+    """Rows ready to go (each the head of its case's lane), by patch, oldest first.
 
-    __slots__ = ("_buckets", "_full", "_order", "_solo", "size", "window_s")
+    Indexed so that each call costs about the rows it hands out, not the rows waiting: the
+    buckets with company (`_pairs`) and the rows alone in theirs (`_alone`) are kept apart.
+    """
+
+    __slots__ = ("_alone", "_buckets", "_full", "_order", "_pairs", "_solo", "size", "window_s")
 
     def __init__(self, size: int, window_s: float) -> None:
         if size < 1:
@@ -61,8 +68,11 @@ class Planner:
         self.size = size
         self.window_s = window_s
         self._buckets: dict[PatchKey, deque[_Waiting]] = {}
-        self._order: dict[str, _Waiting] = {}  # case -> its row; insertion order = arrival
+        self._order: dict[str, _Waiting] = {}  # case -> its row waiting in a bucket
         self._full: dict[PatchKey, None] = {}  # buckets holding `size` rows or more, in order
+        self._pairs: dict[PatchKey, None] = {}  # buckets holding two rows or more
+        # Rows alone in their bucket, by arrival (one left over by a group goes to the end).
+        self._alone: dict[str, _Waiting] = {}
         self._solo: dict[str, Row] = {}  # rows that cannot be batched: they go at once
 
     def __len__(self) -> int:
@@ -84,6 +94,11 @@ class Planner:
         self._order[row.case_id] = waiting
         bucket = self._buckets.setdefault(key, deque())
         bucket.append(waiting)
+        if len(bucket) == 1:
+            self._alone[row.case_id] = waiting
+        elif len(bucket) == 2:
+            del self._alone[bucket[0].row.case_id]
+            self._pairs[key] = None
         if len(bucket) >= self.size:
             self._full[key] = None
 
@@ -93,18 +108,18 @@ class Planner:
         key = next(iter(self._full), None)
         if key is None:
             due = [
-                (bucket[0].since_s, key)
-                for key, bucket in self._buckets.items()
-                if len(bucket) >= 2 and bucket[0].since_s + self.window_s <= now_s
+                (self._buckets[key][0].since_s, key)
+                for key in self._pairs
+                if self._buckets[key][0].since_s + self.window_s <= now_s
             ]
             if not due:
                 return None
             key = min(due)[1]
         bucket = self._buckets[key]
         taken = [bucket.popleft() for _ in range(min(self.size, len(bucket)))]
-        self._forget_bucket_if_done(key)
         for waiting in taken:
             del self._order[waiting.row.case_id]
+        self._settle_bucket(key)
         return [waiting.row for waiting in taken]
 
     def take_single(self, now_s: float) -> Row | None:
@@ -112,11 +127,10 @@ class Planner:
         once it has waited the window. None when there is none yet."""
         if self._solo:
             return self._solo.pop(next(iter(self._solo)))
-        for case_id, waiting in self._order.items():
+        for case_id, waiting in self._alone.items():
             if waiting.since_s + self.window_s > now_s:
-                break  # arrival order: every later row is younger
-            if len(self._buckets[waiting.key]) != 1:
-                continue  # it has company: it goes in a group
+                return None  # by arrival: the rows after it are younger (or as good as)
+            del self._alone[case_id]
             del self._buckets[waiting.key]
             del self._order[case_id]
             return waiting.row
@@ -126,32 +140,34 @@ class Planner:
         """When `take_single` may next hand out a row; None while no row is alone."""
         if self._solo:
             return -math.inf
-        for waiting in self._order.values():
-            if len(self._buckets[waiting.key]) == 1:
-                return waiting.since_s + self.window_s
-        return None
+        first = next(iter(self._alone.values()), None)
+        return None if first is None else first.since_s + self.window_s
 
     def group_due_s(self) -> float | None:
         """When `take_group` may next hand out a group; None while no patch has two rows."""
         if self._full:
             return -math.inf
-        starts = [bucket[0].since_s for bucket in self._buckets.values() if len(bucket) >= 2]
+        starts = [self._buckets[key][0].since_s for key in self._pairs]
         return min(starts) + self.window_s if starts else None
 
     def drain(self) -> list[Row]:
         """Every waiting row (the run is stopping: they stay pending)."""
         rows = [*self._solo.values(), *(waiting.row for waiting in self._order.values())]
-        self._solo.clear()
-        self._order.clear()
-        self._buckets.clear()
-        self._full.clear()
+        for index in (self._solo, self._order, self._buckets, self._full, self._pairs):
+            index.clear()
+        self._alone.clear()
         return rows
 
-    def _forget_bucket_if_done(self, key: PatchKey) -> None:
+    def _settle_bucket(self, key: PatchKey) -> None:
+        """Re-index a bucket a group was taken from."""
         bucket = self._buckets[key]
         if len(bucket) < self.size:
             self._full.pop(key, None)
-        if not bucket:
+        if len(bucket) < 2:
+            self._pairs.pop(key, None)
+        if len(bucket) == 1:
+            self._alone[bucket[0].row.case_id] = bucket[0]
+        elif not bucket:
             del self._buckets[key]
 
 
