@@ -1,6 +1,7 @@
 """--headroom against the emulator: the real `bulkupdate run` sends beside the contact centre's
 agents, here a task saving cases through the same emulator quota (raw HTTP, Poisson arrivals, no
-retries: a refused save is a failed save). With agents under the headroom they are hardly ever
+retries: a refused save is a failed save; `benchmarks.loadgen.PoissonSaves`, as the agents
+benchmark uses). With agents under the headroom they are hardly ever
 refused and the job gets its share; with agents over it the job gives way. Asserted loosely: this
 is a shared 2-core machine, and throughput is measured in benchmarks/agents.py.
 """
@@ -8,14 +9,9 @@ is a shared 2-core machine, and throughput is measured in benchmarks/agents.py.
 from __future__ import annotations
 
 import asyncio
-import json
-import random
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
+from benchmarks.loadgen import PoissonSaves
 from bulkupdate.emulator import Emulator, Quota
 from bulkupdate.exits import EXIT_OK
 from tests.functional.test_run_resume import FIRST_VALUE, Job, Row, emulator, run
@@ -24,49 +20,13 @@ QUOTA = Quota(50, 50)  # UpdateCase; every other operation unlimited
 JOB_CASES = 100  # the job's rows go to case 1..100, the agents' saves to the cases after them
 AGENT_CASES = 100
 ROWS = 600  # 15 s at the default share, 80% of 50/s
-# Without --verify-signatures the emulator only checks that the header names the cases service.
-AUTHORIZATION = (
-    "AWS4-HMAC-SHA256 Credential=AKIDEMULATOR/20260101/us-east-1/cases/aws4_request, "
-    "SignedHeaders=host;x-amz-date, Signature=0"
-)
 
 
-@dataclass
-class Agents:
-    """Saves arriving at `per_s` a second at random, each answered 200 or refused (429)."""
-
-    url: str
-    per_s: float
-    saves: list[tuple[float, int]] = field(default_factory=list)  # (wall time, status)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        rng = random.Random(12)
-        body = json.dumps({"fields": [{"id": "priority", "value": {"stringValue": "low"}}]})
-        headers = {
-            "Content-Type": "application/json",
-            "X-Amz-Date": "20260101T000000Z",
-            "Authorization": AUTHORIZATION,
-        }
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as saves:
-            while not stop.is_set():
-                try:  # the next save comes after an exponential gap: a Poisson stream
-                    await asyncio.wait_for(stop.wait(), rng.expovariate(self.per_s))
-                except TimeoutError:
-                    case = JOB_CASES + 1 + rng.randrange(AGENT_CASES)
-                    saves.create_task(self._save(session, case, body, headers))
-
-    async def _save(
-        self, session: aiohttp.ClientSession, case: int, body: str, headers: dict[str, str]
-    ) -> None:
-        url = f"{self.url}/domains/demo/cases/case-{case:07d}"
-        async with session.put(url, data=body, headers=headers) as response:
-            await response.read()
-            self.saves.append((time.time(), response.status))
-
-    def refused_share(self, start_s: float, end_s: float) -> float:
-        statuses = [status for at_s, status in self.saves if start_s <= at_s <= end_s]
-        assert set(statuses) <= {200, 429}, statuses
-        return statuses.count(429) / len(statuses)
+def refused_share(agents: PoissonSaves, start_s: float, end_s: float) -> float:
+    """The agents' saves refused (429) in a window; every save was accepted or refused."""
+    assert {status for _, status in agents.answers} <= {200, 429}, agents.answers
+    answered, refused = agents.between(start_s, end_s)
+    return refused / answered
 
 
 def job_window(emu: Emulator) -> tuple[float, float]:
@@ -78,11 +38,12 @@ def job_window(emu: Emulator) -> tuple[float, float]:
 
 async def run_beside_agents(
     tmp_path: Path, agents_per_s: float, *flags: str
-) -> tuple[Job, Agents, tuple[float, float], list[dict[str, object]]]:
+) -> tuple[Job, PoissonSaves, tuple[float, float], list[dict[str, object]]]:
     rows = [Row(i, f"case-{i % JOB_CASES + 1:07d}", FIRST_VALUE + i) for i in range(ROWS)]
     async with emulator(JOB_CASES + AGENT_CASES, quotas={"UpdateCase": QUOTA}) as emu:
         job = Job(tmp_path, emu.url, rows)
-        agents = Agents(emu.url, agents_per_s)
+        agent_cases = [f"case-{n:07d}" for n in range(JOB_CASES + 1, JOB_CASES + AGENT_CASES + 1)]
+        agents = PoissonSaves(emu.url, agents_per_s, agent_cases, seed=12)
         stop = asyncio.Event()
         saving = asyncio.create_task(agents.run(stop))
         try:
@@ -104,7 +65,7 @@ async def test_agents_under_the_headroom_are_hardly_refused_and_the_job_gets_its
 ) -> None:
     # Agents at 5 saves/s: half the 10/s the default 20% leaves them.
     job, agents, (start_s, end_s), events = await run_beside_agents(tmp_path, 5.0)
-    assert agents.refused_share(start_s, end_s) <= 0.02
+    assert refused_share(agents, start_s, end_s) <= 0.02
     rate_per_s = job.read_summary()["achieved_rate_per_s"]
     # Its share of 50/s, never more. Loosely from below: on a loaded machine the emulator and the
     # agents (in this process) stall and bunch their saves, and the job may give way once (x 0.7).
@@ -116,7 +77,7 @@ async def test_agents_under_the_headroom_are_hardly_refused_and_the_job_gets_its
 async def test_agents_over_the_headroom_make_the_job_give_way(tmp_path: Path) -> None:
     # Agents at 20 saves/s, twice the headroom: between them 60/s for a 50/s quota.
     job, agents, (start_s, end_s), events = await run_beside_agents(tmp_path, 20.0)
-    assert agents.refused_share(start_s, end_s) < 0.05
+    assert refused_share(agents, start_s, end_s) < 0.05
     assert job.read_summary()["achieved_rate_per_s"] <= 0.9 * 40
     # It gave way: as others using more than the headroom (yielding), or, when the timing of a
     # loaded machine hides that it stayed within its share, by measuring what the agents leave
